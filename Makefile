@@ -1,0 +1,52 @@
+# fraudguard — the two commands a newcomer needs are `make run` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+BUF_VERSION := 1.75.0
+BUF := .tools/node_modules/.bin/buf
+DATA_DIR ?= data
+PYTEST_ARGS ?=
+
+.PHONY: run test lint protos check-protos bench bench-load demo-model clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+$(BUF):
+	npm install --silent --no-audit --no-fund --prefix .tools @bufbuild/buf@$(BUF_VERSION)
+
+## run: set up, make a demo model bundle if none is promoted, serve on embedded defaults
+run: $(VENV)/.installed
+	$(BIN)/fraudguard models demo --data-dir $(DATA_DIR) --if-missing
+	$(BIN)/fraudguard serve --data-dir $(DATA_DIR)
+
+## test: set up and run the whole suite (buf lint, stub check, ruff, mypy, pytest)
+test: $(VENV)/.installed lint
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: $(VENV)/.installed $(BUF)
+	$(BUF) lint
+	$(PY) -m fraudguard.proto.generate --check
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+## protos: regenerate the committed stubs after editing proto/
+protos: $(VENV)/.installed $(BUF)
+	$(BUF) lint
+	$(PY) -m fraudguard.proto.generate
+
+## bench: pytest-benchmark suites (kernels, model, pipeline)
+bench: $(VENV)/.installed
+	$(BIN)/pytest benchmarks --benchmark-enable --benchmark-only -p no:cacheprovider -o testpaths=benchmarks
+
+## bench-load: the gRPC load generator against a server it starts itself
+bench-load: $(VENV)/.installed
+	$(BIN)/fraudguard bench --spawn-server --data-dir $(DATA_DIR) --output results/load.json
+
+clean:
+	rm -rf $(VENV) .tools build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,42 @@
+"""The ``fraudguard`` console script: dispatches, lazily, to each package's entry point.
+
+Nothing heavy is imported until a subcommand is chosen, so ``fraudguard --help`` is instant.
+Each entry point is ``main(argv: list[str]) -> int``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+# subcommand -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "serve": ("scoring.server", "run the gRPC scoring server"),
+    "models": ("trainer.models_cli", "list, show, promote model bundles; make the demo bundle"),
+    "bench": ("benchmarks.loadgen", "load-generate against a scoring server and report latency"),
+}
+
+
+def _usage() -> str:
+    lines = ["usage: fraudguard COMMAND [ARGS...]", "", "commands:"]
+    lines += [f"  {name:<10} {help_}" for name, (_, help_) in COMMANDS.items()]
+    lines += ["", "Run 'fraudguard COMMAND --help' for a command's options."]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if not args or args[0] in {"-h", "--help", "help"}:
+        print(_usage())
+        return 0 if args else 2
+    command, rest = args[0], args[1:]
+    if command not in COMMANDS:
+        print(f"fraudguard: unknown command {command!r}\n\n{_usage()}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(COMMANDS[command][0])
+    result: int = module.main(rest)
+    return result
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,24 @@
+"""ISO-4217 active alphabetic codes and their minor-unit exponents."""
+
+from __future__ import annotations
+
+_EXPONENT_0 = "BIF CLP DJF GNF ISK JPY KMF KRW PYG RWF UGX UYI VND VUV XAF XOF XPF"
+_EXPONENT_3 = "BHD IQD JOD KWD LYD OMR TND"
+_EXPONENT_4 = "CLF UYW"
+_EXPONENT_2 = (
+    "AED AFN ALL AMD ANG AOA ARS AUD AWG AZN BAM BBD BDT BGN BMD BND BOB BOV BRL BSD BTN BWP BYN BZD "
+    "CAD CDF CHE CHF CHW CNY COP COU CRC CUC CUP CVE CZK DKK DOP DZD EGP ERN ETB EUR FJD FKP GBP GEL "
+    "GHS GIP GMD GTQ GYD HKD HNL HTG HUF IDR ILS INR IRR JMD KES KGS KHR KPW KYD KZT LAK LBP LKR LRD "
+    "LSL MAD MDL MGA MKD MMK MNT MOP MRU MUR MVR MWK MXN MXV MYR MZN NAD NGN NIO NOK NPR NZD PAB PEN "
+    "PGK PHP PKR PLN QAR RON RSD RUB SAR SBD SCR SDG SEK SGD SHP SLE SLL SOS SRD SSP STN SVC SYP SZL "
+    "THB TJS TMT TOP TRY TTD TWD TZS UAH USD USN UYU UZS VED VES WST XCD XCG YER ZAR ZMW ZWG ZWL"
+)
+
+EXPONENTS: dict[str, int] = {
+    **{c: 2 for c in _EXPONENT_2.split()},
+    **{c: 0 for c in _EXPONENT_0.split()},
+    **{c: 3 for c in _EXPONENT_3.split()},
+    **{c: 4 for c in _EXPONENT_4.split()},
+}
+# what one minor unit is worth in major units
+MINOR_UNIT: dict[str, float] = {c: 10.0 ** -e for c, e in EXPONENTS.items()}

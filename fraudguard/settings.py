@@ -1,0 +1,132 @@
+"""One typed, immutable settings object, read once at start from flags and ``FRAUDGUARD_*``.
+
+Precedence: command-line flag > environment variable > default. Every field is
+documented in its ``help`` metadata; ``fraudguard serve --help`` lists them all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "FRAUDGUARD_"
+
+
+class SettingsError(ValueError):
+    """A setting has a value that cannot be used; the message names it."""
+
+
+def _opt(default: Any, help: str) -> Any:
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Every knob of the scoring server, with its default."""
+
+    listen: str = _opt("127.0.0.1:50051", "HOST:PORT the gRPC server listens on (port 0: any free port)")
+    data_dir: Path = _opt(Path("data"), "directory for model bundles, entity-state snapshots and keys")
+    tls_cert: Path | None = _opt(None, "PEM certificate chain; with --tls-key, serve TLS")
+    tls_key: Path | None = _opt(None, "PEM private key for --tls-cert")
+    tls_client_ca: Path | None = _opt(None, "PEM CA bundle; when set, clients must present a certificate it signed")
+    max_cards: int = _opt(131_072, "entity-state capacity for cards (rounded up to a power of two)")
+    max_entities: int = _opt(131_072, "entity-state capacity for customers, devices, IPs and merchants, each")
+    max_recent_transactions: int = _opt(1_048_576, "transactions remembered for ReportOutcome look-ups")
+    snapshot_interval_s: float = _opt(300.0, "seconds between periodic entity-state snapshots (0: only on shutdown)")
+    model_poll_interval_s: float = _opt(1.0, "seconds between checks for a newly promoted model bundle")
+    bands: str = _opt("", "override the bundle's action thresholds, e.g. 'challenge=0.3,review=0.6,block=0.9'")
+    top_reasons: int = _opt(3, "reasons returned per decision")
+    max_batch: int = _opt(4096, "transactions accepted in one ScoreBatch/ScoreStream message")
+    max_message_bytes: int = _opt(16 * 1024 * 1024, "largest gRPC message accepted or sent")
+    shutdown_grace_s: float = _opt(10.0, "seconds SIGTERM waits for in-flight calls before cancelling them")
+    log_level: str = _opt("INFO", "DEBUG, INFO, WARNING or ERROR")
+    pan_key_file: Path | None = _opt(None, "32-byte key for PAN tokens (default: DATA_DIR/keys/pan.key, made on first start)")
+    onnx_threads: int = _opt(1, "onnxruntime intra-op threads (1 is best for latency)")
+
+    def __post_init__(self) -> None:
+        host, sep, port = self.listen.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise SettingsError(f"listen: expected HOST:PORT, got {self.listen!r}")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise SettingsError("tls_cert and tls_key: give both or neither")
+        for name in ("max_cards", "max_entities", "max_recent_transactions", "top_reasons", "max_batch",
+                     "max_message_bytes", "onnx_threads"):
+            if getattr(self, name) < 1:
+                raise SettingsError(f"{name}: must be at least 1, got {getattr(self, name)}")
+        for name in ("snapshot_interval_s", "model_poll_interval_s", "shutdown_grace_s"):
+            if getattr(self, name) < 0:
+                raise SettingsError(f"{name}: must not be negative, got {getattr(self, name)}")
+        if self.log_level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            raise SettingsError(f"log_level: expected DEBUG, INFO, WARNING or ERROR, got {self.log_level!r}")
+
+    @property
+    def models_dir(self) -> Path:
+        return self.data_dir / "models"
+
+    @property
+    def state_dir(self) -> Path:
+        return self.data_dir / "state"
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.data_dir / "keys"
+
+    @classmethod
+    def from_sources(cls, args: argparse.Namespace | None = None,
+                     environ: Mapping[str, str] | None = None) -> Settings:
+        """Build from parsed flags (``None`` values ignored) over ``FRAUDGUARD_*`` env."""
+        environ = os.environ if environ is None else environ
+        hints = typing.get_type_hints(cls)
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            raw = getattr(args, f.name, None) if args is not None else None
+            if raw is None:
+                raw = environ.get(ENV_PREFIX + f.name.upper())
+            if raw is not None:
+                values[f.name] = _coerce(f.name, hints[f.name], raw)
+        return cls(**values)
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser, only: Sequence[str] | None = None) -> None:
+        """Add a ``--flag`` per field (default ``None``, so env and defaults still apply)."""
+        for f in dataclasses.fields(cls):
+            if only is not None and f.name not in only:
+                continue
+            env = ENV_PREFIX + f.name.upper()
+            parser.add_argument(
+                "--" + f.name.replace("_", "-"), dest=f.name, default=None, metavar=f.name.upper(),
+                help=f"{f.metadata['help']} [env {env}; default {f.default}]",
+            )
+
+
+def _coerce(name: str, hint: Any, raw: Any) -> Any:
+    if not isinstance(raw, str):
+        return raw
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        if raw == "":
+            return None
+        hint = next(a for a in args if a is not type(None))
+    try:
+        if hint is bool:
+            if raw.lower() in {"1", "true", "yes", "on"}:
+                return True
+            if raw.lower() in {"0", "false", "no", "off"}:
+                return False
+            raise ValueError(raw)
+        if hint is int:
+            return int(raw.replace("_", ""))
+        if hint is float:
+            return float(raw)
+        if hint is Path:
+            return Path(raw)
+        return raw
+    except ValueError as exc:
+        raise SettingsError(f"{name}: cannot read {raw!r} as {getattr(hint, '__name__', hint)}") from exc

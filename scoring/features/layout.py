@@ -1,0 +1,110 @@
+"""Column layout of the entity-state tables.
+
+Every entity type lives in a set-associative table (like a CPU cache): a key hashes to
+a set of ``WAYS`` slots; a new key takes an empty slot of its set or evicts the one seen
+least recently. Memory is fixed at start and bounded; lookups cost at most ``WAYS`` probes.
+
+Each slot has a row in three arrays: ``f64`` (times and running statistics),
+``f32`` (amounts and bucket counts), ``i64`` (small sets of related keys). The
+constants below are the column offsets; they are module globals so Numba folds them.
+
+Windows (say which are exact, README "Entity state"):
+- card 1 min / 1 h: exact, from a ring of the card's last ``RING`` transactions
+  (saturates above ``RING`` transactions per hour);
+- 24 h: 48 buckets of 30 min; 7 d: 28 buckets of 6 h (the oldest bucket drops whole);
+- customer/device/IP/merchant 1 h: 12 buckets of 5 min; 24 h: 24 buckets of 1 h.
+"""
+
+from __future__ import annotations
+
+WAYS = 8
+
+# --- cards -------------------------------------------------------------------------------
+RING = 64
+DEV_SET = 8
+CTRY_SET = 8
+MERCH_SET = 12
+C24_N, C24_W = 48, 1800.0
+C7_N, C7_W = 28, 21600.0
+
+# f64 columns
+C_LAST = 0  # time of the card's latest transaction (also the LRU clock)
+C_N = 1  # Welford count
+C_MEAN = 2
+C_M2 = 3
+C_LAT = 4  # last known location (valid when C_GEO_T != 0)
+C_LON = 5
+C_GEO_T = 6
+C_RING_HEAD = 7  # next ring slot to write
+C_B24_HEAD = 8  # id of the newest 24 h bucket
+C_B7_HEAD = 9
+C_RING_T = 10  # RING ring times
+C_DEV_T = C_RING_T + RING  # DEV_SET last-seen times of the device set
+C_CTRY_T = C_DEV_T + DEV_SET
+C_MERCH_T = C_CTRY_T + CTRY_SET
+CARD_F64 = C_MERCH_T + MERCH_SET
+
+# f32 columns
+C_RING_A = 0  # RING ring amounts
+C_B24_C = C_RING_A + RING
+C_B24_S = C_B24_C + C24_N
+C_B7_C = C_B24_S + C24_N
+C_B7_S = C_B7_C + C7_N
+CARD_F32 = C_B7_S + C7_N
+
+# i64 columns
+C_DEV = 0
+C_CTRY = C_DEV + DEV_SET
+C_MERCH = C_CTRY + CTRY_SET
+CARD_I64 = C_MERCH + MERCH_SET
+
+# --- customers, devices, IPs, merchants (one layout, four tables) -----------------------
+ENTITY_TYPES = ("customer", "device", "ip", "merchant")
+E_CUSTOMER, E_DEVICE, E_IP, E_MERCHANT = 0, 1, 2, 3
+CARD_SET = 8
+E1_N, E1_W = 12, 300.0
+E24_N, E24_W = 24, 3600.0
+
+E_LAST = 0
+E_N = 1
+E_MEAN = 2
+E_M2 = 3
+E_B1_HEAD = 4
+E_B24_HEAD = 5
+E_FRAUD = 6  # exponentially decayed count of fraud labels
+E_TXD = 7  # exponentially decayed count of transactions
+E_DECAY_T = 8  # time both decayed counters refer to
+E_CARD_T = 9  # CARD_SET last-seen times of the card set
+ENT_F64 = E_CARD_T + CARD_SET
+
+E_B1_C = 0
+E_B1_S = E_B1_C + E1_N
+E_B24_C = E_B1_S + E1_N
+E_B24_S = E_B24_C + E24_N
+ENT_F32 = E_B24_S + E24_N
+
+E_CARDS = 0
+ENT_I64 = E_CARDS + CARD_SET
+
+# --- recent transactions: txn key -> (merchant key, device key) for outcome look-ups -----
+R_MERCHANT = 0
+R_DEVICE = 1
+RECENT_I64 = 2
+
+# --- constants of the features -------------------------------------------------------------
+SMALL_AMOUNT = 5.0  # card testing: payments under this, in major units
+RECENT_SET_WINDOW = 7 * 86400.0  # "recently" for distinct-key counts
+FRAUD_DECAY_TAU = 30 * 86400.0  # e-folding time of the label-derived counters
+FRAUD_PRIOR_RATE = 0.01  # smoothing: rate = (fraud + A*prior) / (tx + A)
+FRAUD_PRIOR_WEIGHT = 20.0
+IMPOSSIBLE_SPEED_KMH = 900.0
+IMPOSSIBLE_MIN_KM = 100.0
+MIN_TRAVEL_SECONDS = 60.0
+
+# --- counters in the stats array ---------------------------------------------------------
+S_CARD_EVICT = 0
+S_ENTITY_EVICT = 1  # + entity type index (0..3)
+S_RECENT_EVICT = 5
+S_LABELS_APPLIED = 6
+S_LABELS_UNKNOWN = 7
+N_STATS = 8

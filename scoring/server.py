@@ -1,0 +1,211 @@
+"""``fraudguard serve``: the grpc.aio scoring server, its lifecycle and its entry point.
+
+Start: settings → logging → PAN key → entity state (restored from the last snapshot) →
+promoted model bundle → bind → serve, with health and reflection. A model watcher swaps
+newly promoted bundles in; a periodic task snapshots the state. SIGTERM/SIGINT: health
+goes NOT_SERVING, in-flight calls get ``shutdown_grace_s`` to finish, the state is
+snapshotted, exit 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from fraudguard.errors import BundleError
+from fraudguard.exit_codes import ExitCode
+from fraudguard.logs import configure_logging
+from fraudguard.proto.fraud.v1 import scoring_pb2, scoring_pb2_grpc
+from fraudguard.security.keyfile import load_or_create_key
+from fraudguard.security.pan import PanTokenizer
+from fraudguard.settings import Settings, SettingsError
+from scoring.decision import RiskBands
+from scoring.features import EngineCapacity, FeatureEngine, SnapshotError
+from scoring.model import ActiveModel, ModelWatcher, load_promoted
+from scoring.scorer import Scorer
+from scoring.servicer import ScoringServicer
+
+log = logging.getLogger("fraudguard.scoring")
+
+SERVICE_NAME = scoring_pb2.DESCRIPTOR.services_by_name["ScoringService"].full_name
+SNAPSHOT_NAME = "entities.npz"
+
+
+class StartupError(Exception):
+    """The server cannot start; carries the documented exit code."""
+
+    def __init__(self, code: ExitCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def restore_engine(settings: Settings) -> FeatureEngine:
+    """The entity state of the last snapshot, or a fresh one (an unusable snapshot is set aside)."""
+    capacity = EngineCapacity(settings.max_cards, settings.max_entities, settings.max_recent_transactions)
+    path = settings.state_dir / SNAPSHOT_NAME
+    if not path.exists():
+        return FeatureEngine(capacity)
+    try:
+        engine = FeatureEngine.load(path)
+    except SnapshotError as exc:
+        aside = path.with_suffix(".unusable")
+        path.replace(aside)
+        log.error("entity snapshot unusable; starting empty", extra={"error": str(exc), "moved_to": str(aside)})
+        return FeatureEngine(capacity)
+    if engine.capacity != capacity.rounded():
+        log.warning("snapshot capacity differs from settings; keeping the snapshot's",
+                    extra={"snapshot": str(engine.capacity), "settings": str(capacity.rounded())})
+    log.info("entity state restored", extra={"path": str(path), "cards": engine.stats().cards_tracked})
+    return engine
+
+
+def _credentials(settings: Settings) -> grpc.ServerCredentials | None:
+    if settings.tls_cert is None or settings.tls_key is None:
+        return None
+    try:
+        chain = settings.tls_cert.read_bytes()
+        key = settings.tls_key.read_bytes()
+        ca = settings.tls_client_ca.read_bytes() if settings.tls_client_ca else None
+    except OSError as exc:
+        raise StartupError(ExitCode.TLS_FILES_UNREADABLE, f"TLS files: {exc}") from exc
+    return grpc.ssl_server_credentials([(key, chain)], root_certificates=ca, require_client_auth=ca is not None)
+
+
+@dataclass
+class ScoringServer:
+    """A running server; ``port`` is the bound port (useful with ``listen=...:0``)."""
+
+    settings: Settings
+    server: grpc.aio.Server
+    port: int
+    scorer: Scorer
+    health: health.aio.HealthServicer
+    watcher: ModelWatcher
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    async def snapshot(self) -> Path:
+        """Copy the state on the loop (consistent), write it off the loop."""
+        path = self.settings.state_dir / SNAPSHOT_NAME
+        frozen = self.scorer.engine.copy()
+        await asyncio.to_thread(frozen.save, path)
+        return path
+
+    async def _snapshot_periodically(self) -> None:
+        interval = self.settings.snapshot_interval_s
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                path = await self.snapshot()
+                log.info("entity state snapshotted", extra={"path": str(path)})
+            except OSError as exc:
+                log.error("entity snapshot failed; will retry", extra={"error": str(exc)})
+
+    def _on_new_model(self, model: ActiveModel) -> None:
+        self.scorer.swap_model(model)
+        log.info("model swapped in", extra={"model_version": model.bundle.manifest.version})
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Stop taking calls, let in-flight ones finish within ``grace``, snapshot the state."""
+        await self.health.enter_graceful_shutdown()
+        await self.watcher.stop()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.server.stop(self.settings.shutdown_grace_s if grace is None else grace)
+        path = await self.snapshot()
+        log.info("stopped", extra={"snapshot": str(path)})
+
+
+async def start_server(settings: Settings) -> ScoringServer:
+    """Load everything, bind, start serving; raises ``StartupError`` with an exit code."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    key = load_or_create_key(settings.pan_key_file or settings.keys_dir / "pan.key")
+    try:
+        bands = RiskBands.parse(settings.bands) if settings.bands else None
+    except SettingsError as exc:
+        raise StartupError(ExitCode.INVALID_SETTING, str(exc)) from exc
+    try:
+        model = await asyncio.to_thread(load_promoted, settings.models_dir, settings.onnx_threads)
+    except BundleError as exc:
+        raise StartupError(ExitCode.NO_MODEL_BUNDLE, str(exc)) from exc
+    engine = await asyncio.to_thread(restore_engine, settings)
+    scorer = Scorer(engine, model, bands, settings.top_reasons)
+
+    options = [
+        ("grpc.max_receive_message_length", settings.max_message_bytes),
+        ("grpc.max_send_message_length", settings.max_message_bytes),
+        ("grpc.so_reuseport", 0),
+    ]
+    server = grpc.aio.server(options=options)
+    scoring_pb2_grpc.add_ScoringServiceServicer_to_server(
+        ScoringServicer(scorer, PanTokenizer(key), settings.max_batch), server
+    )
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server
+    )
+    credentials = _credentials(settings)
+    try:
+        if credentials is None:
+            port = server.add_insecure_port(settings.listen)
+        else:
+            port = server.add_secure_port(settings.listen, credentials)
+    except RuntimeError as exc:
+        raise StartupError(ExitCode.CANNOT_BIND, f"cannot listen on {settings.listen}: {exc}") from exc
+    await server.start()
+    await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+    await health_servicer.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
+
+    running = ScoringServer(settings, server, port, scorer, health_servicer,
+                            ModelWatcher(settings.models_dir, settings.model_poll_interval_s, settings.onnx_threads))
+    running.watcher.start(running._on_new_model, current_version=model.bundle.manifest.version)
+    if settings.snapshot_interval_s > 0:
+        running._tasks.append(asyncio.create_task(running._snapshot_periodically()))
+    host = settings.listen.rpartition(":")[0]
+    log.info("serving", extra={"host": host, "port": port, "tls": credentials is not None,
+                               "model_version": model.bundle.manifest.version})
+    return running
+
+
+async def _serve(settings: Settings) -> None:
+    running = await start_server(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    host = settings.listen.rpartition(":")[0]
+    print(f"fraudguard scoring server on {host}:{running.port} — try:\n"
+          f"  fraudguard bench --target {host}:{running.port} --rpc score --duration 5\n"
+          f"  grpcurl -plaintext {host}:{running.port} list", file=sys.stderr, flush=True)
+    await stop.wait()
+    log.info("shutting down", extra={"grace_s": settings.shutdown_grace_s})
+    await running.stop()
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="fraudguard serve", description="Run the gRPC scoring server.")
+    Settings.add_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        settings = Settings.from_sources(args)
+    except SettingsError as exc:
+        print(f"fraudguard serve: {exc}", file=sys.stderr)
+        return int(ExitCode.INVALID_SETTING)
+    configure_logging(settings.log_level)
+    try:
+        asyncio.run(_serve(settings))
+    except StartupError as exc:
+        log.error("cannot start", extra={"error": str(exc), "exit_code": int(exc.code)})
+        print(f"fraudguard serve: {exc}", file=sys.stderr)
+        return int(exc.code)
+    return 0

@@ -1,0 +1,138 @@
+"""``fraud.v1.ScoringService`` over grpc.aio: a thin adapter between protobuf and the Scorer."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import grpc
+import numpy as np
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from fraudguard.errors import ValidationError
+from fraudguard.proto.fraud.v1 import scoring_pb2, scoring_pb2_grpc
+from fraudguard.security.pan import PanTokenizer
+from scoring.features.keys import entity_key
+from scoring.features.schema import FEATURES
+from scoring.grpc_errors import grpc_errors
+from scoring.scorer import Scorer
+from scoring.serde import MAX_ID_LEN, batch_from_proto, decisions_to_proto, item_error_to_proto
+
+log = logging.getLogger("fraudguard.scoring")
+
+_FRAUD_OUTCOMES = frozenset({scoring_pb2.OUTCOME_FRAUD, scoring_pb2.OUTCOME_CHARGEBACK})
+_ACTION_OF_BAND = (scoring_pb2.ACTION_CHALLENGE, scoring_pb2.ACTION_REVIEW, scoring_pb2.ACTION_BLOCK)
+
+
+def _timestamp(dt: datetime) -> Timestamp:
+    ts = Timestamp()
+    ts.FromDatetime(dt)
+    return ts
+
+
+class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
+    """Every method validates, hands columns to the Scorer, and translates the answer."""
+
+    def __init__(self, scorer: Scorer, tokenizer: PanTokenizer, max_batch: int) -> None:
+        self._scorer = scorer
+        self._tokenizer = tokenizer
+        self._max_batch = max_batch
+
+    # --- scoring ------------------------------------------------------------------------
+
+    def _score_many(self, transactions: list, field: str) -> list[scoring_pb2.ScoreResult]:  # type: ignore[type-arg]
+        """Results in request order; a bad transaction gets its own error result."""
+        started = time.perf_counter_ns()
+        if len(transactions) > self._max_batch:
+            raise ValidationError(field, f"at most {self._max_batch} transactions per message, got {len(transactions)}")
+        batch, kept, failures = batch_from_proto(transactions, field, time.time(), self._tokenizer)
+        results: list[scoring_pb2.ScoreResult | None] = [None] * len(transactions)
+        if len(batch):
+            scored = self._scorer.score(batch, started)
+            for i, decision in zip(kept, decisions_to_proto(scored, batch.transaction_ids), strict=True):
+                results[i] = scoring_pb2.ScoreResult(transaction_id=decision.transaction_id, decision=decision)
+        for failure in failures:
+            results[failure.index] = item_error_to_proto(failure)
+        return results  # type: ignore[return-value]
+
+    @grpc_errors
+    async def Score(self, request: scoring_pb2.ScoreRequest, context: grpc.aio.ServicerContext) -> scoring_pb2.ScoreResponse:  # noqa: N802
+        started = time.perf_counter_ns()
+        await _check_deadline(context)
+        if not request.HasField("transaction"):
+            raise ValidationError("transaction", "required")
+        batch, _, failures = batch_from_proto([request.transaction], "transaction", time.time(), self._tokenizer)
+        if failures:
+            raise failures[0].error
+        scored = self._scorer.score(batch, started)
+        return scoring_pb2.ScoreResponse(decision=decisions_to_proto(scored, batch.transaction_ids)[0])
+
+    @grpc_errors
+    async def ScoreBatch(self, request: scoring_pb2.ScoreBatchRequest, context: grpc.aio.ServicerContext) -> scoring_pb2.ScoreBatchResponse:  # noqa: N802
+        await _check_deadline(context)
+        return scoring_pb2.ScoreBatchResponse(results=self._score_many(request.transactions, "transactions"))
+
+    @grpc_errors
+    async def ScoreStream(self, request_iterator: AsyncIterator[scoring_pb2.ScoreStreamRequest], context: grpc.aio.ServicerContext) -> AsyncIterator[scoring_pb2.ScoreStreamResponse]:  # noqa: N802
+        async for request in request_iterator:
+            yield scoring_pb2.ScoreStreamResponse(results=self._score_many(request.transactions, "transactions"))
+
+    # --- model and outcomes -------------------------------------------------------------
+
+    @grpc_errors
+    async def GetModelInfo(self, request: scoring_pb2.GetModelInfoRequest, context: grpc.aio.ServicerContext) -> scoring_pb2.GetModelInfoResponse:  # noqa: N802
+        model = self._scorer.model
+        manifest = model.bundle.manifest
+        return scoring_pb2.GetModelInfoResponse(
+            model_version=manifest.version,
+            features=[
+                scoring_pb2.FeatureSpec(index=i, name=f.name, dtype="float32", description=f.description)
+                for i, f in enumerate(FEATURES)
+            ],
+            thresholds=[
+                scoring_pb2.ActionThreshold(action=action, min_score=float(t))
+                for action, t in zip(_ACTION_OF_BAND, self._scorer.thresholds.tolist(), strict=True)
+            ],
+            loaded_at=_timestamp(model.loaded_at),
+            created_at=_timestamp(manifest.created_at),
+            training_data_fingerprint=manifest.training_data_fingerprint,
+            metrics=dict(manifest.metrics),
+        )
+
+    @grpc_errors
+    async def ReportOutcome(self, request: scoring_pb2.ReportOutcomeRequest, context: grpc.aio.ServicerContext) -> scoring_pb2.ReportOutcomeResponse:  # noqa: N802
+        if not request.transaction_id:
+            raise ValidationError("transaction_id", "required")
+        if len(request.transaction_id) > MAX_ID_LEN or not request.transaction_id.isprintable():
+            raise ValidationError("transaction_id", f"at most {MAX_ID_LEN} printable characters")
+        if request.outcome not in _FRAUD_OUTCOMES | {scoring_pb2.OUTCOME_LEGITIMATE}:
+            raise ValidationError("outcome", "must be FRAUD, LEGITIMATE or CHARGEBACK")
+        for name in ("merchant_id", "device_id"):
+            value = getattr(request, name)
+            if len(value) > MAX_ID_LEN or not value.isprintable():
+                raise ValidationError(name, f"at most {MAX_ID_LEN} printable characters")
+        now = time.time()
+        known_at = now
+        if request.HasField("reported_at"):
+            known_at = request.reported_at.seconds + request.reported_at.nanos * 1e-9
+            if not 0 < known_at <= now + 86_400:
+                raise ValidationError("reported_at", "must not lie more than one day in the future")
+        engine = self._scorer.engine
+        remembered = engine.lookup_transaction(entity_key(request.transaction_id))
+        merchant, device = remembered or (entity_key(request.merchant_id), entity_key(request.device_id))
+        if merchant == 0 and device == 0:
+            return scoring_pb2.ReportOutcomeResponse(applied=False)
+        applied = engine.apply_labels(
+            np.array([merchant], np.int64), np.array([device], np.int64),
+            np.array([request.outcome in _FRAUD_OUTCOMES]), np.array([known_at], np.float64),
+        ) > 0
+        log.info("outcome reported", extra={"outcome": scoring_pb2.Outcome.Name(request.outcome), "applied": applied})
+        return scoring_pb2.ReportOutcomeResponse(applied=applied)
+
+
+async def _check_deadline(context: grpc.aio.ServicerContext) -> None:
+    remaining = context.time_remaining()
+    if remaining is not None and remaining <= 0:
+        await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline passed before scoring started")
