@@ -21,4 +21,4 @@ EXPONENTS: dict[str, int] = {
     **{c: 4 for c in _EXPONENT_4.split()},
 }
 # what one minor unit is worth in major units
-MINOR_UNIT: dict[str, float] = {c: 10.0 ** -e for c, e in EXPONENTS.items()}
+MINOR_UNIT: dict[str, float] = {c: 10.0**-e for c, e in EXPONENTS.items()}

@@ -47,7 +47,9 @@ class Settings:
     max_message_bytes: int = _opt(16 * 1024 * 1024, "largest gRPC message accepted or sent")
     shutdown_grace_s: float = _opt(10.0, "seconds SIGTERM waits for in-flight calls before cancelling them")
     log_level: str = _opt("INFO", "DEBUG, INFO, WARNING or ERROR")
-    pan_key_file: Path | None = _opt(None, "32-byte key for PAN tokens (default: DATA_DIR/keys/pan.key, made on first start)")
+    pan_key_file: Path | None = _opt(
+        None, "32-byte key for PAN tokens (default: DATA_DIR/keys/pan.key, made on first start)"
+    )
     onnx_threads: int = _opt(1, "onnxruntime intra-op threads (1 is best for latency)")
 
     def __post_init__(self) -> None:
@@ -56,8 +58,15 @@ class Settings:
             raise SettingsError(f"listen: expected HOST:PORT, got {self.listen!r}")
         if (self.tls_cert is None) != (self.tls_key is None):
             raise SettingsError("tls_cert and tls_key: give both or neither")
-        for name in ("max_cards", "max_entities", "max_recent_transactions", "top_reasons", "max_batch",
-                     "max_message_bytes", "onnx_threads"):
+        for name in (
+            "max_cards",
+            "max_entities",
+            "max_recent_transactions",
+            "top_reasons",
+            "max_batch",
+            "max_message_bytes",
+            "onnx_threads",
+        ):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{name}: must be at least 1, got {getattr(self, name)}")
         for name in ("snapshot_interval_s", "model_poll_interval_s", "shutdown_grace_s"):
@@ -79,8 +88,7 @@ class Settings:
         return self.data_dir / "keys"
 
     @classmethod
-    def from_sources(cls, args: argparse.Namespace | None = None,
-                     environ: Mapping[str, str] | None = None) -> Settings:
+    def from_sources(cls, args: argparse.Namespace | None = None, environ: Mapping[str, str] | None = None) -> Settings:
         """Build from parsed flags (``None`` values ignored) over ``FRAUDGUARD_*`` env."""
         environ = os.environ if environ is None else environ
         hints = typing.get_type_hints(cls)
@@ -101,7 +109,10 @@ class Settings:
                 continue
             env = ENV_PREFIX + f.name.upper()
             parser.add_argument(
-                "--" + f.name.replace("_", "-"), dest=f.name, default=None, metavar=f.name.upper(),
+                "--" + f.name.replace("_", "-"),
+                dest=f.name,
+                default=None,
+                metavar=f.name.upper(),
                 help=f"{f.metadata['help']} [env {env}; default {f.default}]",
             )
 

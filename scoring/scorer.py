@@ -12,9 +12,9 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from scoring.batch import TransactionBatch
 from scoring.decision import RiskBands, decide
 from scoring.features import FeatureEngine
+from scoring.features.batch import TransactionBatch
 from scoring.model import ActiveModel
 
 
@@ -34,8 +34,9 @@ class ScoredBatch:
 class Scorer:
     """Holds the feature engine and the active model; swaps the model atomically."""
 
-    def __init__(self, engine: FeatureEngine, model: ActiveModel, bands: RiskBands | None = None,
-                 top_reasons: int = 3) -> None:
+    def __init__(
+        self, engine: FeatureEngine, model: ActiveModel, bands: RiskBands | None = None, top_reasons: int = 3
+    ) -> None:
         self.engine = engine
         self._bands_override = bands
         self.top_reasons = top_reasons

@@ -19,10 +19,10 @@ from fraudguard.currencies import MINOR_UNIT
 from fraudguard.errors import ValidationError
 from fraudguard.proto.fraud.v1 import scoring_pb2, transaction_pb2
 from fraudguard.security.pan import PanTokenizer
-from scoring.batch import TransactionBatch
-from scoring.scorer import ScoredBatch
+from scoring.features.batch import TransactionBatch
 from scoring.features.keys import country_code, entity_key
 from scoring.features.schema import FEATURES
+from scoring.scorer import ScoredBatch
 
 MIN_EVENT_TIME = 946_684_800.0  # 2000-01-01T00:00:00Z
 MAX_FUTURE_SKEW_S = 86_400.0
@@ -111,14 +111,29 @@ def _validate(tx: transaction_pb2.Transaction, prefix: str, now: float, tokenize
     if tx.entry_mode not in _ENTRY_MODES:
         raise ValidationError(prefix + "entry_mode", f"unknown value {tx.entry_mode}")
     return (
-        tx.transaction_id, t, tx.amount_minor * unit, _key(token), _key(tx.customer_id),
-        _key(tx.merchant_id), _key(tx.device_id), _key(tx.ip_address), country_code(tx.merchant_country),
-        tx.mcc, tx.channel, tx.entry_mode, lat, lon, _key(tx.transaction_id),
+        tx.transaction_id,
+        t,
+        tx.amount_minor * unit,
+        _key(token),
+        _key(tx.customer_id),
+        _key(tx.merchant_id),
+        _key(tx.device_id),
+        _key(tx.ip_address),
+        country_code(tx.merchant_country),
+        tx.mcc,
+        tx.channel,
+        tx.entry_mode,
+        lat,
+        lon,
+        _key(tx.transaction_id),
     )
 
 
 def batch_from_proto(
-    transactions: Sequence[transaction_pb2.Transaction], field: str, now: float, tokenizer: PanTokenizer,
+    transactions: Sequence[transaction_pb2.Transaction],
+    field: str,
+    now: float,
+    tokenizer: PanTokenizer,
 ) -> tuple[TransactionBatch, list[int], list[ItemFailure]]:
     """Validate and convert. Returns (batch of the good ones, their indices, failures).
 
@@ -168,7 +183,9 @@ def _reason_text(feature: int, value: float) -> str:
 
 
 def decisions_to_proto(
-    scored: ScoredBatch, transaction_ids: Sequence[str], rule_set_version: str = "",
+    scored: ScoredBatch,
+    transaction_ids: Sequence[str],
+    rule_set_version: str = "",
 ) -> list[scoring_pb2.Decision]:
     """One ``Decision`` per row of ``scored``, reasons strongest first."""
     names = _FEATURE_NAMES
@@ -184,11 +201,17 @@ def decisions_to_proto(
             scoring_pb2.Reason(feature=names[f], value=row[f], contribution=c, text=_reason_text(f, row[f]))
             for f, c in zip(r_idx[i], r_val[i], strict=True)
         ]
-        decisions.append(scoring_pb2.Decision(
-            transaction_id=tx_id, score=scores[i], action=actions[i], reasons=reasons,
-            model_version=scored.model_version, rule_set_version=rule_set_version,
-            server_time_us=scored.server_time_us,
-        ))
+        decisions.append(
+            scoring_pb2.Decision(
+                transaction_id=tx_id,
+                score=scores[i],
+                action=actions[i],
+                reasons=reasons,
+                model_version=scored.model_version,
+                rule_set_version=rule_set_version,
+                server_time_us=scored.server_time_us,
+            )
+        )
     return decisions
 
 

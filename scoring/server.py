@@ -62,8 +62,10 @@ def restore_engine(settings: Settings) -> FeatureEngine:
         log.error("entity snapshot unusable; starting empty", extra={"error": str(exc), "moved_to": str(aside)})
         return FeatureEngine(capacity)
     if engine.capacity != capacity.rounded():
-        log.warning("snapshot capacity differs from settings; keeping the snapshot's",
-                    extra={"snapshot": str(engine.capacity), "settings": str(capacity.rounded())})
+        log.warning(
+            "snapshot capacity differs from settings; keeping the snapshot's",
+            extra={"snapshot": str(engine.capacity), "settings": str(capacity.rounded())},
+        )
     log.info("entity state restored", extra={"path": str(path), "cards": engine.stats().cards_tracked})
     return engine
 
@@ -146,7 +148,7 @@ async def start_server(settings: Settings) -> ScoringServer:
         ("grpc.so_reuseport", 0),
     ]
     server = grpc.aio.server(options=options)
-    scoring_pb2_grpc.add_ScoringServiceServicer_to_server(
+    scoring_pb2_grpc.add_ScoringServiceServicer_to_server(  # type: ignore[no-untyped-call]
         ScoringServicer(scorer, PanTokenizer(key), settings.max_batch), server
     )
     health_servicer = health.aio.HealthServicer()
@@ -166,14 +168,27 @@ async def start_server(settings: Settings) -> ScoringServer:
     await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     await health_servicer.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
 
-    running = ScoringServer(settings, server, port, scorer, health_servicer,
-                            ModelWatcher(settings.models_dir, settings.model_poll_interval_s, settings.onnx_threads))
+    running = ScoringServer(
+        settings,
+        server,
+        port,
+        scorer,
+        health_servicer,
+        ModelWatcher(settings.models_dir, settings.model_poll_interval_s, settings.onnx_threads),
+    )
     running.watcher.start(running._on_new_model, current_version=model.bundle.manifest.version)
     if settings.snapshot_interval_s > 0:
         running._tasks.append(asyncio.create_task(running._snapshot_periodically()))
     host = settings.listen.rpartition(":")[0]
-    log.info("serving", extra={"host": host, "port": port, "tls": credentials is not None,
-                               "model_version": model.bundle.manifest.version})
+    log.info(
+        "serving",
+        extra={
+            "host": host,
+            "port": port,
+            "tls": credentials is not None,
+            "model_version": model.bundle.manifest.version,
+        },
+    )
     return running
 
 
@@ -184,9 +199,13 @@ async def _serve(settings: Settings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     host = settings.listen.rpartition(":")[0]
-    print(f"fraudguard scoring server on {host}:{running.port} — try:\n"
-          f"  fraudguard bench --target {host}:{running.port} --rpc score --duration 5\n"
-          f"  grpcurl -plaintext {host}:{running.port} list", file=sys.stderr, flush=True)
+    print(
+        f"fraudguard scoring server on {host}:{running.port} — try:\n"
+        f"  fraudguard bench --target {host}:{running.port} --rpc score --duration 5\n"
+        f"  grpcurl -plaintext {host}:{running.port} list",
+        file=sys.stderr,
+        flush=True,
+    )
     await stop.wait()
     log.info("shutting down", extra={"grace_s": settings.shutdown_grace_s})
     await running.stop()

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from collections.abc import AsyncIterator, Sequence
+from datetime import datetime
 
 import grpc
 import numpy as np
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from fraudguard.errors import ValidationError
-from fraudguard.proto.fraud.v1 import scoring_pb2, scoring_pb2_grpc
+from fraudguard.proto.fraud.v1 import scoring_pb2, scoring_pb2_grpc, transaction_pb2
 from fraudguard.security.pan import PanTokenizer
 from scoring.features.keys import entity_key
 from scoring.features.schema import FEATURES
@@ -42,7 +42,9 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
 
     # --- scoring ------------------------------------------------------------------------
 
-    def _score_many(self, transactions: list, field: str) -> list[scoring_pb2.ScoreResult]:  # type: ignore[type-arg]
+    def _score_many(
+        self, transactions: Sequence[transaction_pb2.Transaction], field: str
+    ) -> list[scoring_pb2.ScoreResult]:
         """Results in request order; a bad transaction gets its own error result."""
         started = time.perf_counter_ns()
         if len(transactions) > self._max_batch:
@@ -58,7 +60,9 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
         return results  # type: ignore[return-value]
 
     @grpc_errors
-    async def Score(self, request: scoring_pb2.ScoreRequest, context: grpc.aio.ServicerContext) -> scoring_pb2.ScoreResponse:  # noqa: N802
+    async def Score(
+        self, request: scoring_pb2.ScoreRequest, context: grpc.aio.ServicerContext
+    ) -> scoring_pb2.ScoreResponse:
         started = time.perf_counter_ns()
         await _check_deadline(context)
         if not request.HasField("transaction"):
@@ -70,19 +74,25 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
         return scoring_pb2.ScoreResponse(decision=decisions_to_proto(scored, batch.transaction_ids)[0])
 
     @grpc_errors
-    async def ScoreBatch(self, request: scoring_pb2.ScoreBatchRequest, context: grpc.aio.ServicerContext) -> scoring_pb2.ScoreBatchResponse:  # noqa: N802
+    async def ScoreBatch(
+        self, request: scoring_pb2.ScoreBatchRequest, context: grpc.aio.ServicerContext
+    ) -> scoring_pb2.ScoreBatchResponse:
         await _check_deadline(context)
         return scoring_pb2.ScoreBatchResponse(results=self._score_many(request.transactions, "transactions"))
 
     @grpc_errors
-    async def ScoreStream(self, request_iterator: AsyncIterator[scoring_pb2.ScoreStreamRequest], context: grpc.aio.ServicerContext) -> AsyncIterator[scoring_pb2.ScoreStreamResponse]:  # noqa: N802
+    async def ScoreStream(
+        self, request_iterator: AsyncIterator[scoring_pb2.ScoreStreamRequest], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[scoring_pb2.ScoreStreamResponse]:
         async for request in request_iterator:
             yield scoring_pb2.ScoreStreamResponse(results=self._score_many(request.transactions, "transactions"))
 
     # --- model and outcomes -------------------------------------------------------------
 
     @grpc_errors
-    async def GetModelInfo(self, request: scoring_pb2.GetModelInfoRequest, context: grpc.aio.ServicerContext) -> scoring_pb2.GetModelInfoResponse:  # noqa: N802
+    async def GetModelInfo(
+        self, request: scoring_pb2.GetModelInfoRequest, context: grpc.aio.ServicerContext
+    ) -> scoring_pb2.GetModelInfoResponse:
         model = self._scorer.model
         manifest = model.bundle.manifest
         return scoring_pb2.GetModelInfoResponse(
@@ -102,7 +112,9 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
         )
 
     @grpc_errors
-    async def ReportOutcome(self, request: scoring_pb2.ReportOutcomeRequest, context: grpc.aio.ServicerContext) -> scoring_pb2.ReportOutcomeResponse:  # noqa: N802
+    async def ReportOutcome(
+        self, request: scoring_pb2.ReportOutcomeRequest, context: grpc.aio.ServicerContext
+    ) -> scoring_pb2.ReportOutcomeResponse:
         if not request.transaction_id:
             raise ValidationError("transaction_id", "required")
         if len(request.transaction_id) > MAX_ID_LEN or not request.transaction_id.isprintable():
@@ -124,10 +136,15 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
         merchant, device = remembered or (entity_key(request.merchant_id), entity_key(request.device_id))
         if merchant == 0 and device == 0:
             return scoring_pb2.ReportOutcomeResponse(applied=False)
-        applied = engine.apply_labels(
-            np.array([merchant], np.int64), np.array([device], np.int64),
-            np.array([request.outcome in _FRAUD_OUTCOMES]), np.array([known_at], np.float64),
-        ) > 0
+        applied = (
+            engine.apply_labels(
+                np.array([merchant], np.int64),
+                np.array([device], np.int64),
+                np.array([request.outcome in _FRAUD_OUTCOMES]),
+                np.array([known_at], np.float64),
+            )
+            > 0
+        )
         log.info("outcome reported", extra={"outcome": scoring_pb2.Outcome.Name(request.outcome), "applied": applied})
         return scoring_pb2.ReportOutcomeResponse(applied=applied)
 

@@ -1,1 +1,4 @@
-"""Generated gRPC/protobuf stubs of ``proto/fraud/v1`` (committed; regenerate with ``python -m fraudguard.proto.generate``)."""
+"""Generated gRPC/protobuf stubs of ``proto/fraud/v1``.
+
+Committed; regenerate with ``python -m fraudguard.proto.generate`` (``make protos``).
+"""

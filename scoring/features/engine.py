@@ -15,8 +15,8 @@ import numpy as np
 import numpy.typing as npt
 
 from fraudguard.errors import FraudguardError
-from scoring.batch import TransactionBatch
 from scoring.features import kernels, layout, schema
+from scoring.features.batch import TransactionBatch
 
 _SNAPSHOT_FORMAT = 1
 
@@ -86,9 +86,18 @@ class FeatureEngine:
     def _bind(self) -> None:
         a = self._arrays
         self._state = (
-            a["card_keys"], a["card_f64"], a["card_f32"], a["card_i64"],
-            a["ent_keys"], a["ent_f64"], a["ent_f32"], a["ent_i64"],
-            a["recent_keys"], a["recent_vals"], a["recent_t"], a["stats"],
+            a["card_keys"],
+            a["card_f64"],
+            a["card_f32"],
+            a["card_i64"],
+            a["ent_keys"],
+            a["ent_f64"],
+            a["ent_f32"],
+            a["ent_i64"],
+            a["recent_keys"],
+            a["recent_vals"],
+            a["recent_t"],
+            a["stats"],
         )
 
     # --- the hot path ------------------------------------------------------------------
@@ -100,15 +109,31 @@ class FeatureEngine:
             out = np.empty((n, schema.N_FEATURES), np.float32)
         b = batch
         kernels.process_batch(
-            b.event_time, b.amount, b.card_key, b.customer_key, b.merchant_key, b.device_key, b.ip_key,
-            b.country_code, b.mcc, b.channel, b.entry_mode, b.latitude, b.longitude, b.txn_key,
-            *self._state, out,
+            b.event_time,
+            b.amount,
+            b.card_key,
+            b.customer_key,
+            b.merchant_key,
+            b.device_key,
+            b.ip_key,
+            b.country_code,
+            b.mcc,
+            b.channel,
+            b.entry_mode,
+            b.latitude,
+            b.longitude,
+            b.txn_key,
+            *self._state,
+            out,
         )
         return out
 
     def apply_labels(
-        self, merchant_key: npt.NDArray[np.int64], device_key: npt.NDArray[np.int64],
-        is_fraud: npt.NDArray[np.bool_], known_time: npt.NDArray[np.float64],
+        self,
+        merchant_key: npt.NDArray[np.int64],
+        device_key: npt.NDArray[np.int64],
+        is_fraud: npt.NDArray[np.bool_],
+        known_time: npt.NDArray[np.float64],
     ) -> int:
         """Fold outcomes known at ``known_time`` into the label-derived features.
 
@@ -117,15 +142,21 @@ class FeatureEngine:
         a = self._arrays
         before = int(a["stats"][layout.S_LABELS_APPLIED])
         kernels.apply_labels(
-            np.ascontiguousarray(merchant_key, np.int64), np.ascontiguousarray(device_key, np.int64),
-            np.ascontiguousarray(is_fraud, np.bool_), np.ascontiguousarray(known_time, np.float64),
-            a["ent_keys"], a["ent_f64"], a["stats"],
+            np.ascontiguousarray(merchant_key, np.int64),
+            np.ascontiguousarray(device_key, np.int64),
+            np.ascontiguousarray(is_fraud, np.bool_),
+            np.ascontiguousarray(known_time, np.float64),
+            a["ent_keys"],
+            a["ent_f64"],
+            a["stats"],
         )
         return int(a["stats"][layout.S_LABELS_APPLIED]) - before
 
     def lookup_transaction(self, txn_key: int) -> tuple[int, int] | None:
         """(merchant key, device key) of a recently processed transaction, if remembered."""
-        found, merchant, device = kernels.lookup_recent(self._arrays["recent_keys"], self._arrays["recent_vals"], txn_key)
+        found, merchant, device = kernels.lookup_recent(
+            self._arrays["recent_keys"], self._arrays["recent_vals"], txn_key
+        )
         return (int(merchant), int(device)) if found else None
 
     # --- introspection ------------------------------------------------------------------
@@ -147,16 +178,25 @@ class FeatureEngine:
 
     # --- snapshots ----------------------------------------------------------------------
 
+    def copy(self) -> FeatureEngine:
+        """A deep copy of the whole state (for a consistent snapshot written off the event loop)."""
+        twin = FeatureEngine.__new__(FeatureEngine)
+        twin.capacity = self.capacity
+        twin._arrays = {name: arr.copy() for name, arr in self._arrays.items()}
+        twin._bind()
+        return twin
+
     def save(self, path: Path) -> None:
         """Write the whole state atomically (temp file, fsync, rename)."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        meta = np.array([_SNAPSHOT_FORMAT, self.capacity.cards, self.capacity.entities,
-                         self.capacity.recent_transactions], np.int64)
+        meta = np.array(
+            [_SNAPSHOT_FORMAT, self.capacity.cards, self.capacity.entities, self.capacity.recent_transactions], np.int64
+        )
         schema_id = np.frombuffer(schema.SCHEMA_VERSION.encode(), np.uint8)
         fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
         try:
             with os.fdopen(fd, "wb") as fh:
-                np.savez(fh, __meta__=meta, __schema__=schema_id, **self._arrays)
+                np.savez(fh, __meta__=meta, __schema__=schema_id, **self._arrays)  # type: ignore[arg-type]
                 fh.flush()
                 os.fsync(fh.fileno())
             os.replace(tmp, path)
@@ -174,8 +214,9 @@ class FeatureEngine:
                 if int(meta[0]) != _SNAPSHOT_FORMAT:
                     raise SnapshotError(f"{path}: snapshot format {int(meta[0])}, expected {_SNAPSHOT_FORMAT}")
                 if schema_id != schema.SCHEMA_VERSION:
-                    raise SnapshotError(f"{path}: taken with feature schema {schema_id}, "
-                                        f"this build has {schema.SCHEMA_VERSION}")
+                    raise SnapshotError(
+                        f"{path}: taken with feature schema {schema_id}, this build has {schema.SCHEMA_VERSION}"
+                    )
                 engine = cls.__new__(cls)
                 engine.capacity = EngineCapacity(int(meta[1]), int(meta[2]), int(meta[3]))
                 fresh = FeatureEngine._shapes(engine.capacity)
@@ -183,8 +224,9 @@ class FeatureEngine:
                 for name, (shape, dtype) in fresh.items():
                     arr = data[name]
                     if arr.shape != shape or arr.dtype != dtype:
-                        raise SnapshotError(f"{path}: array {name} has shape {arr.shape} {arr.dtype}, "
-                                            f"expected {shape} {dtype}")
+                        raise SnapshotError(
+                            f"{path}: array {name} has shape {arr.shape} {arr.dtype}, expected {shape} {dtype}"
+                        )
                     arrays[name] = np.ascontiguousarray(arr)
         except (OSError, KeyError, ValueError, EOFError) as exc:
             raise SnapshotError(f"{path}: unreadable snapshot ({exc})") from exc

@@ -211,8 +211,15 @@ def _bucket_sum(vals: np.ndarray, col: int, nb: int, head: float, bid: float) ->
 
 @njit(cache=True, nogil=True)
 def _bucket_add(
-    f64row: np.ndarray, head_col: int, f32row: np.ndarray, c_col: int, s_col: int,
-    nb: int, width: float, t: float, amount: float,
+    f64row: np.ndarray,
+    head_col: int,
+    f32row: np.ndarray,
+    c_col: int,
+    s_col: int,
+    nb: int,
+    width: float,
+    t: float,
+    amount: float,
 ) -> None:
     bid = math.floor(t / width)
     head = f64row[head_col]
@@ -256,7 +263,13 @@ def _welford(row: np.ndarray, c_n: int, c_mean: int, c_m2: int, x: float) -> Non
 
 @njit(cache=True, nogil=True)
 def _set_touch(
-    keys_row: np.ndarray, k_col: int, times_row: np.ndarray, t_col: int, size: int, key: int, t: float,
+    keys_row: np.ndarray,
+    k_col: int,
+    times_row: np.ndarray,
+    t_col: int,
+    size: int,
+    key: int,
+    t: float,
 ) -> bool:
     """Record ``key`` as seen at ``t`` in a small LRU set; True when it was not there."""
     oldest = 0
@@ -308,7 +321,8 @@ def _decay_to(row: np.ndarray, t: float) -> None:
 def _fraud_rate(row: np.ndarray, t: float) -> float:
     dt = max(t - row[E_DECAY_T], 0.0)
     f = math.exp(-dt / FRAUD_DECAY_TAU)
-    return (row[E_FRAUD] * f + FRAUD_PRIOR_WEIGHT * FRAUD_PRIOR_RATE) / (row[E_TXD] * f + FRAUD_PRIOR_WEIGHT)
+    rate: float = (row[E_FRAUD] * f + FRAUD_PRIOR_WEIGHT * FRAUD_PRIOR_RATE) / (row[E_TXD] * f + FRAUD_PRIOR_WEIGHT)
+    return rate
 
 
 # --- the card -----------------------------------------------------------------------------
@@ -316,8 +330,18 @@ def _fraud_rate(row: np.ndarray, t: float) -> float:
 
 @njit(cache=True, nogil=True)
 def _card(
-    out: np.ndarray, i: int, f: np.ndarray, a: np.ndarray, ids: np.ndarray, t: float, amount: float,
-    device: int, country: int, merchant: int, lat: float, lon: float,
+    out: np.ndarray,
+    i: int,
+    f: np.ndarray,
+    a: np.ndarray,
+    ids: np.ndarray,
+    t: float,
+    amount: float,
+    device: int,
+    country: int,
+    merchant: int,
+    lat: float,
+    lon: float,
 ) -> None:
     seen = f[C_N] > 0.0
     # ring: exact 1 min / 1 h, small-amount count
@@ -396,7 +420,13 @@ def _card(
 
 @njit(cache=True, nogil=True)
 def _entity(
-    f: np.ndarray, a: np.ndarray, ids: np.ndarray, t: float, amount: float, card: int, result: np.ndarray,
+    f: np.ndarray,
+    a: np.ndarray,
+    ids: np.ndarray,
+    t: float,
+    amount: float,
+    card: int,
+    result: np.ndarray,
 ) -> None:
     """Read (count 1 h, count 24 h, amount 24 h, z-score, distinct cards, fraud rate) then fold in."""
     b1 = math.floor(t / E1_W)
@@ -421,14 +451,33 @@ def _entity(
 
 @njit(cache=True, nogil=True)
 def process_batch(
-    event_time: np.ndarray, amount: np.ndarray, card_key: np.ndarray, customer_key: np.ndarray,
-    merchant_key: np.ndarray, device_key: np.ndarray, ip_key: np.ndarray, country: np.ndarray,
-    mcc: np.ndarray, channel: np.ndarray, entry_mode: np.ndarray, lat: np.ndarray, lon: np.ndarray,
+    event_time: np.ndarray,
+    amount: np.ndarray,
+    card_key: np.ndarray,
+    customer_key: np.ndarray,
+    merchant_key: np.ndarray,
+    device_key: np.ndarray,
+    ip_key: np.ndarray,
+    country: np.ndarray,
+    mcc: np.ndarray,
+    channel: np.ndarray,
+    entry_mode: np.ndarray,
+    lat: np.ndarray,
+    lon: np.ndarray,
     txn_key: np.ndarray,
-    card_keys: np.ndarray, card_f64: np.ndarray, card_f32: np.ndarray, card_i64: np.ndarray,
-    ent_keys: np.ndarray, ent_f64: np.ndarray, ent_f32: np.ndarray, ent_i64: np.ndarray,
-    recent_keys: np.ndarray, recent_vals: np.ndarray, recent_t: np.ndarray,
-    stats: np.ndarray, out: np.ndarray,
+    card_keys: np.ndarray,
+    card_f64: np.ndarray,
+    card_f32: np.ndarray,
+    card_i64: np.ndarray,
+    ent_keys: np.ndarray,
+    ent_f64: np.ndarray,
+    ent_f32: np.ndarray,
+    ent_i64: np.ndarray,
+    recent_keys: np.ndarray,
+    recent_vals: np.ndarray,
+    recent_t: np.ndarray,
+    stats: np.ndarray,
+    out: np.ndarray,
 ) -> None:
     """Write the features of each transaction into ``out`` (float32 [n, N_FEATURES]) and fold it in."""
     res = np.empty(6, dtype=np.float64)
@@ -449,8 +498,20 @@ def process_batch(
         s, evicted = _claim(card_keys, card_f64, card_f32, card_i64, card)
         if evicted:
             stats[S_CARD_EVICT] += 1
-        _card(out, i, card_f64[s], card_f32[s], card_i64[s], t, amt, device_key[i], country[i],
-              merchant_key[i], lat[i], lon[i])
+        _card(
+            out,
+            i,
+            card_f64[s],
+            card_f32[s],
+            card_i64[s],
+            t,
+            amt,
+            device_key[i],
+            country[i],
+            merchant_key[i],
+            lat[i],
+            lon[i],
+        )
 
         for e in range(4):
             if e == E_CUSTOMER:
@@ -505,8 +566,13 @@ def process_batch(
 
 @njit(cache=True, nogil=True)
 def apply_labels(
-    merchant_key: np.ndarray, device_key: np.ndarray, is_fraud: np.ndarray, known_time: np.ndarray,
-    ent_keys: np.ndarray, ent_f64: np.ndarray, stats: np.ndarray,
+    merchant_key: np.ndarray,
+    device_key: np.ndarray,
+    is_fraud: np.ndarray,
+    known_time: np.ndarray,
+    ent_keys: np.ndarray,
+    ent_f64: np.ndarray,
+    stats: np.ndarray,
 ) -> None:
     """Fold outcomes (known at ``known_time``) into the merchants' and devices' fraud counters."""
     for i in range(merchant_key.shape[0]):

@@ -1,6 +1,6 @@
 """A batch of validated transactions as columns (struct of arrays), ready for the kernels.
 
-Built once per request message by ``scoring.convert``; the kernels, the model and
+Built once per request message by ``scoring.serde``; the kernels, the model and
 the decision code only ever see these arrays, never protobuf objects.
 """
 

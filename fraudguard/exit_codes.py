@@ -1,0 +1,51 @@
+"""Process exit codes, grouped per component, each with the help a user needs.
+
+A test checks that every code has help text; ``fraudguard`` prints it beside the code.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    SUCCESS = 0
+    FAILURE = 1
+    USAGE = 2
+    # settings and files: 10–19
+    INVALID_SETTING = 10
+    TLS_FILES_UNREADABLE = 11
+    KEY_FILE_UNUSABLE = 12
+    # scoring server: 20–29
+    NO_MODEL_BUNDLE = 20
+    CANNOT_BIND = 21
+    # model registry: 30–39
+    UNKNOWN_MODEL_VERSION = 30
+    BAD_MODEL_BUNDLE = 31
+    # load generator: 40–49
+    TARGET_UNREACHABLE = 40
+
+
+EXIT_CODE_HELP: dict[ExitCode, str] = {
+    ExitCode.SUCCESS: "done",
+    ExitCode.FAILURE: "an unexpected error; the log has a correlation id and the traceback",
+    ExitCode.USAGE: "the command line could not be parsed; see --help",
+    ExitCode.INVALID_SETTING: "a setting (flag or FRAUDGUARD_* variable) has an unusable value; the message names it",
+    ExitCode.TLS_FILES_UNREADABLE: "--tls-cert, --tls-key or --tls-client-ca cannot be read",
+    ExitCode.KEY_FILE_UNUSABLE: "a key file is unreadable, of the wrong size or readable by others",
+    ExitCode.NO_MODEL_BUNDLE: "no usable promoted model bundle in DATA_DIR/models; run 'fraudguard models demo' "
+    "or 'fraudguard train', then 'fraudguard models promote VERSION'",
+    ExitCode.CANNOT_BIND: "the --listen address cannot be bound (in use, or not a local address)",
+    ExitCode.UNKNOWN_MODEL_VERSION: "no bundle with that version; 'fraudguard models list' shows them",
+    ExitCode.BAD_MODEL_BUNDLE: "the bundle is malformed or was trained on another feature schema",
+    ExitCode.TARGET_UNREACHABLE: "the scoring server at --target does not answer",
+}
+
+
+def describe(code: int) -> str:
+    """``"20 (NO_MODEL_BUNDLE): help"`` for a known code, else just the number."""
+    try:
+        known = ExitCode(code)
+    except ValueError:
+        return str(code)
+    return f"{int(known)} ({known.name}): {EXIT_CODE_HELP[known]}"
