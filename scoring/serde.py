@@ -12,6 +12,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -19,10 +20,12 @@ from fraudguard.currencies import MINOR_UNIT
 from fraudguard.errors import ValidationError
 from fraudguard.proto.fraud.v1 import scoring_pb2, transaction_pb2
 from fraudguard.security.pan import PanTokenizer
-from scoring.features.batch import TransactionBatch
+from scoring.features.batch import N_INTS, N_REALS, TransactionBatch
 from scoring.features.keys import country_code, entity_key
 from scoring.features.schema import FEATURES
-from scoring.scorer import ScoredBatch
+
+if TYPE_CHECKING:
+    from scoring.scorer import ScoredBatch
 
 MIN_EVENT_TIME = 946_684_800.0  # 2000-01-01T00:00:00Z
 MAX_FUTURE_SKEW_S = 86_400.0
@@ -73,16 +76,21 @@ def _card_token(card: transaction_pb2.Card, tokenizer: PanTokenizer, prefix: str
     return card.token
 
 
-def _validate(tx: transaction_pb2.Transaction, prefix: str, now: float, tokenizer: PanTokenizer) -> tuple:  # type: ignore[type-arg]
-    """One transaction's column values, or ValidationError naming the first bad field."""
-    _check_id(tx.transaction_id, prefix + "transaction_id", required=True)
+def _validate(
+    tx: transaction_pb2.Transaction, prefix: str, now: float, tokenizer: PanTokenizer
+) -> tuple[tuple[float, float, float, float], tuple[int, ...]]:
+    """One transaction's column values (reals, ints), or ValidationError naming the first bad field."""
+    tx_id = tx.transaction_id
+    _check_id(tx_id, prefix + "transaction_id", required=True)
     if not tx.HasField("event_time"):
         raise ValidationError(prefix + "event_time", "required")
     ts = tx.event_time
-    t = ts.seconds + ts.nanos * 1e-9
-    if not 0 <= ts.nanos < 1_000_000_000 or not MIN_EVENT_TIME <= t <= now + MAX_FUTURE_SKEW_S:
+    nanos = ts.nanos
+    t = ts.seconds + nanos * 1e-9
+    if not 0 <= nanos < 1_000_000_000 or not MIN_EVENT_TIME <= t <= now + MAX_FUTURE_SKEW_S:
         raise ValidationError(prefix + "event_time", "must lie between 2000-01-01 and one day from now")
-    if not 0 <= tx.amount_minor <= MAX_AMOUNT_MINOR:
+    amount_minor = tx.amount_minor
+    if not 0 <= amount_minor <= MAX_AMOUNT_MINOR:
         raise ValidationError(prefix + "amount_minor", f"must be between 0 and {MAX_AMOUNT_MINOR}")
     unit = MINOR_UNIT.get(tx.currency)
     if unit is None:
@@ -90,43 +98,38 @@ def _validate(tx: transaction_pb2.Transaction, prefix: str, now: float, tokenize
     if not tx.HasField("card"):
         raise ValidationError(prefix + "card", "required")
     token = _card_token(tx.card, tokenizer, prefix)
-    _check_id(tx.customer_id, prefix + "customer_id", required=False)
-    _check_id(tx.merchant_id, prefix + "merchant_id", required=False)
-    _check_id(tx.device_id, prefix + "device_id", required=False)
-    if tx.mcc > 9999:
-        raise ValidationError(prefix + "mcc", "must be between 0 and 9999")
-    if tx.merchant_country and not _COUNTRY.fullmatch(tx.merchant_country):
-        raise ValidationError(prefix + "merchant_country", "must be an ISO-3166 alpha-2 code in upper case")
-    if tx.ip_address and not _IP.fullmatch(tx.ip_address):
+    customer, merchant, device, ip = tx.customer_id, tx.merchant_id, tx.device_id, tx.ip_address
+    if customer:
+        _check_id(customer, prefix + "customer_id", required=False)
+    if merchant:
+        _check_id(merchant, prefix + "merchant_id", required=False)
+    if device:
+        _check_id(device, prefix + "device_id", required=False)
+    if ip and not _IP.fullmatch(ip):
         raise ValidationError(prefix + "ip_address", "must be an IPv4 or IPv6 address")
+    mcc = tx.mcc
+    if mcc > 9999:
+        raise ValidationError(prefix + "mcc", "must be between 0 and 9999")
+    country = tx.merchant_country
+    if country and not _COUNTRY.fullmatch(country):
+        raise ValidationError(prefix + "merchant_country", "must be an ISO-3166 alpha-2 code in upper case")
     lat = lon = math.nan
     if tx.HasField("location"):
-        lat, lon = tx.location.latitude, tx.location.longitude
+        loc = tx.location
+        lat, lon = loc.latitude, loc.longitude
         if not -90.0 <= lat <= 90.0:
             raise ValidationError(prefix + "location.latitude", "must be between -90 and 90")
         if not -180.0 <= lon <= 180.0:
             raise ValidationError(prefix + "location.longitude", "must be between -180 and 180")
-    if tx.channel not in _CHANNELS:
-        raise ValidationError(prefix + "channel", f"unknown value {tx.channel}")
-    if tx.entry_mode not in _ENTRY_MODES:
-        raise ValidationError(prefix + "entry_mode", f"unknown value {tx.entry_mode}")
-    return (
-        tx.transaction_id,
-        t,
-        tx.amount_minor * unit,
-        _key(token),
-        _key(tx.customer_id),
-        _key(tx.merchant_id),
-        _key(tx.device_id),
-        _key(tx.ip_address),
-        country_code(tx.merchant_country),
-        tx.mcc,
-        tx.channel,
-        tx.entry_mode,
-        lat,
-        lon,
-        _key(tx.transaction_id),
-    )
+    channel, entry_mode = tx.channel, tx.entry_mode
+    if channel not in _CHANNELS:
+        raise ValidationError(prefix + "channel", f"unknown value {channel}")
+    if entry_mode not in _ENTRY_MODES:
+        raise ValidationError(prefix + "entry_mode", f"unknown value {entry_mode}")
+    return (t, amount_minor * unit, lat, lon), (
+        _key(token), _key(customer), _key(merchant), _key(device), _key(ip),
+        country_code(country), mcc, channel, entry_mode, _key(tx_id),
+    )  # fmt: skip
 
 
 def batch_from_proto(
@@ -140,42 +143,31 @@ def batch_from_proto(
     ``field`` is the path prefix for error messages: ``"transaction"`` for one,
     ``"transactions"`` for a repeated field (then indexed: ``transactions[3].amount_minor``).
     """
-    rows = []
+    ids: list[str] = []
+    reals: list[tuple[float, float, float, float]] = []
+    ints: list[tuple[int, ...]] = []
     kept: list[int] = []
     failures: list[ItemFailure] = []
     indexed = len(transactions) != 1 or field.endswith("s")
     for i, tx in enumerate(transactions):
         prefix = f"{field}[{i}]." if indexed else f"{field}."
         try:
-            rows.append(_validate(tx, prefix, now, tokenizer))
-            kept.append(i)
+            r, k = _validate(tx, prefix, now, tokenizer)
         except ValidationError as exc:
             failures.append(ItemFailure(i, tx.transaction_id[:MAX_ID_LEN], exc))
-    return _columns(rows), kept, failures
-
-
-def _columns(rows: list[tuple]) -> TransactionBatch:  # type: ignore[type-arg]
-    if not rows:
-        cols: list[tuple] = [()] * 15  # type: ignore[type-arg]
+            continue
+        ids.append(tx.transaction_id)
+        reals.append(r)
+        ints.append(k)
+        kept.append(i)
+    n = len(ids)
+    if n == 1:  # already column-shaped once reshaped: no transpose copy
+        real_block = np.array(reals[0], np.float64).reshape(N_REALS, 1)
+        int_block = np.array(ints[0], np.int64).reshape(N_INTS, 1)
     else:
-        cols = list(zip(*rows, strict=True))
-    return TransactionBatch(
-        transaction_ids=cols[0],
-        event_time=np.array(cols[1], np.float64),
-        amount=np.array(cols[2], np.float64),
-        card_key=np.array(cols[3], np.int64),
-        customer_key=np.array(cols[4], np.int64),
-        merchant_key=np.array(cols[5], np.int64),
-        device_key=np.array(cols[6], np.int64),
-        ip_key=np.array(cols[7], np.int64),
-        country_code=np.array(cols[8], np.int32),
-        mcc=np.array(cols[9], np.int32),
-        channel=np.array(cols[10], np.int32),
-        entry_mode=np.array(cols[11], np.int32),
-        latitude=np.array(cols[12], np.float64),
-        longitude=np.array(cols[13], np.float64),
-        txn_key=np.array(cols[14], np.int64),
-    )
+        real_block = np.array(reals, np.float64).reshape(n, N_REALS).T.copy()
+        int_block = np.array(ints, np.int64).reshape(n, N_INTS).T.copy()
+    return TransactionBatch.packed(tuple(ids), real_block, int_block), kept, failures
 
 
 def _reason_text(feature: int, value: float) -> str:

@@ -107,25 +107,7 @@ class FeatureEngine:
         n = len(batch)
         if out is None:
             out = np.empty((n, schema.N_FEATURES), np.float32)
-        b = batch
-        kernels.process_batch(
-            b.event_time,
-            b.amount,
-            b.card_key,
-            b.customer_key,
-            b.merchant_key,
-            b.device_key,
-            b.ip_key,
-            b.country_code,
-            b.mcc,
-            b.channel,
-            b.entry_mode,
-            b.latitude,
-            b.longitude,
-            b.txn_key,
-            *self._state,
-            out,
-        )
+        kernels.process_batch(batch.reals, batch.ints, *self._state, out)
         return out
 
     def apply_labels(

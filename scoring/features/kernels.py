@@ -18,6 +18,22 @@ import numpy as np
 from numba import njit
 
 from scoring.features import schema
+from scoring.features.batch import (
+    K_CARD,
+    K_CHANNEL,
+    K_COUNTRY,
+    K_CUSTOMER,
+    K_DEVICE,
+    K_ENTRY,
+    K_IP,
+    K_MCC,
+    K_MERCHANT,
+    K_TXN,
+    R_AMOUNT,
+    R_LAT,
+    R_LON,
+    R_TIME,
+)
 from scoring.features.layout import (
     C7_N,
     C7_W,
@@ -45,6 +61,8 @@ from scoring.features.layout import (
     C_RING_A,
     C_RING_HEAD,
     C_RING_T,
+    C_W7_C,
+    C_W24_C,
     CARD_SET,
     CTRY_SET,
     DEV_SET,
@@ -71,6 +89,8 @@ from scoring.features.layout import (
     E_MERCHANT,
     E_N,
     E_TXD,
+    E_W1_C,
+    E_W24_C,
     FRAUD_DECAY_TAU,
     FRAUD_PRIOR_RATE,
     FRAUD_PRIOR_WEIGHT,
@@ -82,6 +102,7 @@ from scoring.features.layout import (
     R_MERCHANT,
     RECENT_SET_WINDOW,
     RING,
+    RING_ORDER_SLACK_S,
     S_CARD_EVICT,
     S_ENTITY_EVICT,
     S_LABELS_APPLIED,
@@ -139,6 +160,7 @@ F_DV_FRAUD = _I["device_fraud_rate"]
 F_HAS_DEV = _I["has_device"]
 F_HAS_IP = _I["has_ip"]
 
+_ENTITY_ROW = (K_CUSTOMER, K_DEVICE, K_IP, K_MERCHANT)  # ints row of each entity type, in E_* order
 _EARTH_KM = 6371.0088
 _Z_CLIP = 50.0
 _RATIO_CLIP = 1000.0
@@ -210,9 +232,10 @@ def _bucket_sum(vals: np.ndarray, col: int, nb: int, head: float, bid: float) ->
 
 
 @njit(cache=True, nogil=True)
-def _bucket_add(
+def _window(
     f64row: np.ndarray,
     head_col: int,
+    tot_col: int,
     f32row: np.ndarray,
     c_col: int,
     s_col: int,
@@ -220,26 +243,48 @@ def _bucket_add(
     width: float,
     t: float,
     amount: float,
+    result: np.ndarray,
 ) -> None:
-    bid = math.floor(t / width)
+    """Count and amount of the window ending at ``t`` (before this transaction) into
+    ``result[0:2]``, then fold the transaction in.
+
+    ``f64row[tot_col]``/``[tot_col + 1]`` hold the totals of the live buckets, ids in
+    ``(head - nb, head]``; buckets falling out of the window are subtracted as time advances.
+    """
+    bid = float(int(t / width))  # t > 0: truncation is floor
     head = f64row[head_col]
     if bid > head:
-        steps = bid - head
-        if steps >= nb or head == 0.0:
+        if head == 0.0 or bid - head >= nb:
             for k in range(nb):
                 f32row[c_col + k] = 0.0
                 f32row[s_col + k] = 0.0
+            f64row[tot_col] = 0.0
+            f64row[tot_col + 1] = 0.0
         else:
-            for k in range(1, int(steps) + 1):
-                j = int((head + k) % nb)
+            j = int(head) % nb
+            for _ in range(int(bid - head)):
+                j = j + 1 if j + 1 < nb else 0
+                f64row[tot_col] -= f32row[c_col + j]
+                f64row[tot_col + 1] -= f32row[s_col + j]
                 f32row[c_col + j] = 0.0
                 f32row[s_col + j] = 0.0
+            if f64row[tot_col] <= 0.5:  # empty window: drop accumulated rounding
+                f64row[tot_col] = 0.0
+                f64row[tot_col + 1] = 0.0
         f64row[head_col] = bid
         head = bid
+    if bid == head:
+        result[0] = f64row[tot_col]
+        result[1] = max(f64row[tot_col + 1], 0.0)
+    else:  # out of order: older than the newest bucket
+        result[0] = _bucket_sum(f32row, c_col, nb, head, bid)
+        result[1] = _bucket_sum(f32row, s_col, nb, head, bid)
     if bid > head - nb:
-        j = int(bid % nb)
+        j = int(bid) % nb
         f32row[c_col + j] += 1.0
         f32row[s_col + j] += amount
+        f64row[tot_col] += 1.0
+        f64row[tot_col + 1] += np.float32(amount)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -319,8 +364,8 @@ def _decay_to(row: np.ndarray, t: float) -> None:
 
 @njit(cache=True, nogil=True, inline="always")
 def _fraud_rate(row: np.ndarray, t: float) -> float:
-    dt = max(t - row[E_DECAY_T], 0.0)
-    f = math.exp(-dt / FRAUD_DECAY_TAU)
+    dt = t - row[E_DECAY_T]
+    f = math.exp(-dt / FRAUD_DECAY_TAU) if dt > 0.0 else 1.0
     rate: float = (row[E_FRAUD] * f + FRAUD_PRIOR_WEIGHT * FRAUD_PRIOR_RATE) / (row[E_TXD] * f + FRAUD_PRIOR_WEIGHT)
     return rate
 
@@ -342,6 +387,7 @@ def _card(
     merchant: int,
     lat: float,
     lon: float,
+    win: np.ndarray,
 ) -> None:
     seen = f[C_N] > 0.0
     # ring: exact 1 min / 1 h, small-amount count
@@ -350,9 +396,15 @@ def _card(
     a1m = amount
     a1h = amount
     small = 1.0 if amount < SMALL_AMOUNT else 0.0
-    for j in range(RING):
+    # newest first; the ring is in arrival order, so stop once past the hour (plus slack
+    # for transactions that arrive slightly out of order)
+    head = int(f[C_RING_HEAD])
+    for k in range(1, RING + 1):
+        j = (head - k) % RING
         rt = f[C_RING_T + j]
-        if rt == 0.0 or rt > t or rt <= t - 3600.0:
+        if rt == 0.0 or rt < t - 3600.0 - RING_ORDER_SLACK_S:
+            break
+        if rt > t or rt <= t - 3600.0:
             continue
         ra = a[C_RING_A + j]
         c1h += 1.0
@@ -367,12 +419,12 @@ def _card(
     out[i, F_CA_1M] = a1m
     out[i, F_CA_1H] = a1h
     out[i, F_C_SMALL] = small
-    b24 = math.floor(t / C24_W)
-    b7 = math.floor(t / C7_W)
-    out[i, F_CC_24H] = 1.0 + _bucket_sum(a, C_B24_C, C24_N, f[C_B24_HEAD], b24)
-    out[i, F_CA_24H] = amount + _bucket_sum(a, C_B24_S, C24_N, f[C_B24_HEAD], b24)
-    out[i, F_CC_7D] = 1.0 + _bucket_sum(a, C_B7_C, C7_N, f[C_B7_HEAD], b7)
-    out[i, F_CA_7D] = amount + _bucket_sum(a, C_B7_S, C7_N, f[C_B7_HEAD], b7)
+    _window(f, C_B24_HEAD, C_W24_C, a, C_B24_C, C_B24_S, C24_N, C24_W, t, amount, win)
+    out[i, F_CC_24H] = 1.0 + win[0]
+    out[i, F_CA_24H] = amount + win[1]
+    _window(f, C_B7_HEAD, C_W7_C, a, C_B7_C, C_B7_S, C7_N, C7_W, t, amount, win)
+    out[i, F_CC_7D] = 1.0 + win[0]
+    out[i, F_CA_7D] = amount + win[1]
     # history
     out[i, F_C_Z] = _zscore(f[C_N], f[C_MEAN], f[C_M2], amount)
     out[i, F_C_RATIO] = min(amount / max(f[C_MEAN], 0.01), _RATIO_CLIP) if seen else 1.0
@@ -400,12 +452,9 @@ def _card(
     )
     out[i, F_C_DEVS] = _set_recent(ids, C_DEV, f, C_DEV_T, DEV_SET, t)
     # fold in
-    head = int(f[C_RING_HEAD])
     f[C_RING_T + head] = t
     a[C_RING_A + head] = amount
     f[C_RING_HEAD] = (head + 1) % RING
-    _bucket_add(f, C_B24_HEAD, a, C_B24_C, C_B24_S, C24_N, C24_W, t, amount)
-    _bucket_add(f, C_B7_HEAD, a, C_B7_C, C_B7_S, C7_N, C7_W, t, amount)
     _welford(f, C_N, C_MEAN, C_M2, amount)
     if has_loc:
         f[C_LAT] = lat
@@ -429,21 +478,19 @@ def _entity(
     result: np.ndarray,
 ) -> None:
     """Read (count 1 h, count 24 h, amount 24 h, z-score, distinct cards, fraud rate) then fold in."""
-    b1 = math.floor(t / E1_W)
-    b24 = math.floor(t / E24_W)
-    result[0] = 1.0 + _bucket_sum(a, E_B1_C, E1_N, f[E_B1_HEAD], b1)
-    result[1] = 1.0 + _bucket_sum(a, E_B24_C, E24_N, f[E_B24_HEAD], b24)
-    result[2] = amount + _bucket_sum(a, E_B24_S, E24_N, f[E_B24_HEAD], b24)
+    _window(f, E_B1_HEAD, E_W1_C, a, E_B1_C, E_B1_S, E1_N, E1_W, t, amount, result)
+    result[0] += 1.0
+    _window(f, E_B24_HEAD, E_W24_C, a, E_B24_C, E_B24_S, E24_N, E24_W, t, amount, result[1:3])
+    result[1] += 1.0
+    result[2] += amount
     result[3] = _zscore(f[E_N], f[E_MEAN], f[E_M2], amount)
     _set_touch(ids, E_CARDS, f, E_CARD_T, CARD_SET, card, t)
     result[4] = _set_recent(ids, E_CARDS, f, E_CARD_T, CARD_SET, t)
-    result[5] = _fraud_rate(f, t)
-    _bucket_add(f, E_B1_HEAD, a, E_B1_C, E_B1_S, E1_N, E1_W, t, amount)
-    _bucket_add(f, E_B24_HEAD, a, E_B24_C, E_B24_S, E24_N, E24_W, t, amount)
-    _welford(f, E_N, E_MEAN, E_M2, amount)
     if f[E_DECAY_T] == 0.0:
         f[E_DECAY_T] = t
-    _decay_to(f, t)
+    _decay_to(f, t)  # labels and transactions now both refer to t (or later, if out of order)
+    result[5] = _fraud_rate(f, t)
+    _welford(f, E_N, E_MEAN, E_M2, amount)
     f[E_TXD] += 1.0
     if t > f[E_LAST]:
         f[E_LAST] = t
@@ -451,20 +498,8 @@ def _entity(
 
 @njit(cache=True, nogil=True)
 def process_batch(
-    event_time: np.ndarray,
-    amount: np.ndarray,
-    card_key: np.ndarray,
-    customer_key: np.ndarray,
-    merchant_key: np.ndarray,
-    device_key: np.ndarray,
-    ip_key: np.ndarray,
-    country: np.ndarray,
-    mcc: np.ndarray,
-    channel: np.ndarray,
-    entry_mode: np.ndarray,
-    lat: np.ndarray,
-    lon: np.ndarray,
-    txn_key: np.ndarray,
+    reals: np.ndarray,
+    ints: np.ndarray,
     card_keys: np.ndarray,
     card_f64: np.ndarray,
     card_f32: np.ndarray,
@@ -481,20 +516,23 @@ def process_batch(
 ) -> None:
     """Write the features of each transaction into ``out`` (float32 [n, N_FEATURES]) and fold it in."""
     res = np.empty(6, dtype=np.float64)
-    for i in range(event_time.shape[0]):
-        t = event_time[i]
-        amt = amount[i]
+    win = np.empty(2, dtype=np.float64)
+    for i in range(reals.shape[1]):
+        t = reals[R_TIME, i]
+        amt = reals[R_AMOUNT, i]
+        device = ints[K_DEVICE, i]
+        merchant = ints[K_MERCHANT, i]
         out[i, F_AMOUNT] = amt
         out[i, F_LOG_AMOUNT] = math.log1p(amt)
         out[i, F_HOUR] = (t % 86400.0) / 3600.0
         out[i, F_DOW] = (math.floor(t / 86400.0) + 3) % 7
-        out[i, F_CHANNEL] = channel[i]
-        out[i, F_ENTRY] = entry_mode[i]
-        out[i, F_MCC] = mcc[i]
-        out[i, F_HAS_DEV] = 1.0 if device_key[i] != 0 else 0.0
-        out[i, F_HAS_IP] = 1.0 if ip_key[i] != 0 else 0.0
+        out[i, F_CHANNEL] = ints[K_CHANNEL, i]
+        out[i, F_ENTRY] = ints[K_ENTRY, i]
+        out[i, F_MCC] = ints[K_MCC, i]
+        out[i, F_HAS_DEV] = 1.0 if device != 0 else 0.0
+        out[i, F_HAS_IP] = 1.0 if ints[K_IP, i] != 0 else 0.0
 
-        card = card_key[i]
+        card = ints[K_CARD, i]
         s, evicted = _claim(card_keys, card_f64, card_f32, card_i64, card)
         if evicted:
             stats[S_CARD_EVICT] += 1
@@ -506,22 +544,16 @@ def process_batch(
             card_i64[s],
             t,
             amt,
-            device_key[i],
-            country[i],
-            merchant_key[i],
-            lat[i],
-            lon[i],
+            device,
+            ints[K_COUNTRY, i],
+            merchant,
+            reals[R_LAT, i],
+            reals[R_LON, i],
+            win,
         )
 
         for e in range(4):
-            if e == E_CUSTOMER:
-                key = customer_key[i]
-            elif e == E_DEVICE:
-                key = device_key[i]
-            elif e == E_IP:
-                key = ip_key[i]
-            else:
-                key = merchant_key[i]
+            key = ints[_ENTITY_ROW[e], i]
             if key == 0:
                 res[:] = 0.0
                 res[5] = FRAUD_PRIOR_RATE
@@ -552,15 +584,15 @@ def process_batch(
                 out[i, F_ME_FRAUD] = res[5]
 
         # remember merchant and device for ReportOutcome
-        tk = txn_key[i]
+        tk = ints[K_TXN, i]
         r = _find(recent_keys, tk)
         if r < 0:
             r = _victim(recent_keys, recent_t, 0, tk)
             if recent_keys[r] != 0:
                 stats[S_RECENT_EVICT] += 1
             recent_keys[r] = tk
-        recent_vals[r, R_MERCHANT] = merchant_key[i]
-        recent_vals[r, R_DEVICE] = device_key[i]
+        recent_vals[r, R_MERCHANT] = merchant
+        recent_vals[r, R_DEVICE] = device
         recent_t[r, 0] = t
 
 

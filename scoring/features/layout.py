@@ -10,9 +10,12 @@ constants below are the column offsets; they are module globals so Numba folds t
 
 Windows (say which are exact, README "Entity state"):
 - card 1 min / 1 h: exact, from a ring of the card's last ``RING`` transactions
-  (saturates above ``RING`` transactions per hour);
+  (saturates above ``RING`` transactions per hour; transactions arriving more than
+  ``RING_ORDER_SLACK_S`` behind newer ones may be missed);
 - 24 h: 48 buckets of 30 min; 7 d: 28 buckets of 6 h (the oldest bucket drops whole);
 - customer/device/IP/merchant 1 h: 12 buckets of 5 min; 24 h: 24 buckets of 1 h.
+Bucketed windows keep a running total of their live buckets, so a read costs O(1); a
+transaction older than the newest bucket (out of order) falls back to summing buckets.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ WAYS = 8
 
 # --- cards -------------------------------------------------------------------------------
 RING = 64
+RING_ORDER_SLACK_S = 300.0  # the ring scan tolerates this much out-of-order arrival
 DEV_SET = 8
 CTRY_SET = 8
 MERCH_SET = 12
@@ -38,7 +42,11 @@ C_GEO_T = 6
 C_RING_HEAD = 7  # next ring slot to write
 C_B24_HEAD = 8  # id of the newest 24 h bucket
 C_B7_HEAD = 9
-C_RING_T = 10  # RING ring times
+C_W24_C = 10  # running totals of the live 24 h / 7 d buckets (O(1) window reads)
+C_W24_S = 11
+C_W7_C = 12
+C_W7_S = 13
+C_RING_T = 14  # RING ring times
 C_DEV_T = C_RING_T + RING  # DEV_SET last-seen times of the device set
 C_CTRY_T = C_DEV_T + DEV_SET
 C_MERCH_T = C_CTRY_T + CTRY_SET
@@ -74,7 +82,11 @@ E_B24_HEAD = 5
 E_FRAUD = 6  # exponentially decayed count of fraud labels
 E_TXD = 7  # exponentially decayed count of transactions
 E_DECAY_T = 8  # time both decayed counters refer to
-E_CARD_T = 9  # CARD_SET last-seen times of the card set
+E_W1_C = 9  # running totals of the live 1 h / 24 h buckets
+E_W1_S = 10
+E_W24_C = 11
+E_W24_S = 12
+E_CARD_T = 13  # CARD_SET last-seen times of the card set
 ENT_F64 = E_CARD_T + CARD_SET
 
 E_B1_C = 0
