@@ -8,11 +8,17 @@ from datetime import datetime
 import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
+from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
 
 from fraudguard.errors import BundleError
 from scoring.model.bundle import ModelBundle
 from scoring.model.contributions import ContributionKernel
 from scoring.model.trees import TreeArrays
+
+# What onnxruntime raises for a model it cannot read or run (its own classes derive from Exception only).
+_ORT_LOAD_ERRORS = (OSError, RuntimeError, ValueError, ort_errors.Fail, ort_errors.InvalidArgument,
+                    ort_errors.InvalidGraph, ort_errors.InvalidProtobuf, ort_errors.NoModel, ort_errors.NoSuchFile,
+                    ort_errors.NotImplemented, ort_errors.RuntimeException, ort_errors.EPFail)
 
 
 class ModelRuntime:
@@ -37,10 +43,10 @@ class ModelRuntime:
                               f"{len(bundle.manifest.feature_names)}")
         if trees.uses_zero_as_missing:
             raise BundleError(f"{bundle.trees_path}: trees treat zero as missing, which the ONNX model does not")
+        options = _session_options(threads)
         try:
-            session = ort.InferenceSession(str(bundle.onnx_path), _session_options(threads),
-                                           providers=["CPUExecutionProvider"])
-        except Exception as exc:  # onnxruntime raises its own exception types for unreadable or invalid models
+            session = ort.InferenceSession(str(bundle.onnx_path), options, providers=["CPUExecutionProvider"])
+        except _ORT_LOAD_ERRORS as exc:
             raise BundleError(f"cannot load ONNX model {bundle.onnx_path}: {exc}") from exc
         return cls(session, ContributionKernel.from_trees(trees))
 

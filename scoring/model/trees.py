@@ -87,19 +87,16 @@ class TreeArrays:
         """Read what ``save`` wrote; ``BundleError`` if it is not a consistent tree set."""
         source = str(path) if isinstance(path, Path) else "trees"
         try:
-            loaded = np.load(path, allow_pickle=False)
+            if isinstance(path, Path):
+                with open(path, "rb") as f:  # our own handle: np.load leaks its own when the zip is corrupt
+                    arrays = _read_npz(f)
+            else:
+                arrays = _read_npz(path)
         except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
             raise BundleError(f"{source}: not a readable .npz: {exc}") from exc
-        if not isinstance(loaded, np.lib.npyio.NpzFile):
-            raise BundleError(f"{source}: not an .npz archive")
-        with loaded as npz:
-            missing = sorted({*_ARRAY_DTYPES, "n_features"} - set(npz.files))
-            if missing:
-                raise BundleError(f"{source}: missing arrays {', '.join(missing)}")
-            try:
-                arrays = {name: npz[name] for name in (*_ARRAY_DTYPES, "n_features")}
-            except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-                raise BundleError(f"{source}: not a readable .npz: {exc}") from exc
+        missing = sorted({*_ARRAY_DTYPES, "n_features"} - set(arrays))
+        if missing:
+            raise BundleError(f"{source}: missing arrays {', '.join(missing)}")
         for name, dtype in _ARRAY_DTYPES.items():
             if arrays[name].dtype != dtype or arrays[name].ndim != 1:
                 raise BundleError(f"{source}: array {name!r} must be 1-d {np.dtype(dtype).name}, "
@@ -116,6 +113,14 @@ class TreeArrays:
         buffer = io.BytesIO()
         self.save(buffer)
         return buffer.getvalue()
+
+
+def _read_npz(f: IO[bytes]) -> dict[str, npt.NDArray[Any]]:
+    loaded = np.load(f, allow_pickle=False)
+    if not isinstance(loaded, np.lib.npyio.NpzFile):
+        raise ValueError("not an .npz archive")
+    with loaded as npz:
+        return {name: npz[name] for name in npz.files}
 
 
 def _validate(trees: TreeArrays) -> None:
