@@ -9,8 +9,9 @@ in full (no coordinated omission). One ``Score`` call, one ``ScoreBatch`` call a
 ``--batch-size`` transactions, so transactions/s = requests/s x batch size.
 
 Latency is client-side, per request; ``server_time_us`` comes from the decisions.
-Exit status: 0 when every run got answers, 1 when the target is unreachable or a run
-got none, 2 for bad options.
+Exit status (``fraudguard.exit_codes``): 0 when every run got answers, 40 when the target
+(or the spawned server) does not answer, 1 when a run got no answer or a client failed,
+2 for bad options.
 
 Examples::
 
@@ -34,9 +35,9 @@ from benchmarks.loadgen_report import RunParameters, RunSummary, human_summary, 
 from benchmarks.loadgen_server import spawned_server
 from benchmarks.loadgen_workers import LoadgenError, Traffic, run_in_processes
 from fraudguard.errors import UnavailableError
+from fraudguard.exit_codes import ExitCode
 
 DEFAULT_TARGET = "127.0.0.1:50051"
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 _DEFAULT_BATCH = {"score": 1, "stream": 1, "batch": 256}
 SCENARIO_RATE = 2000.0
 
@@ -140,7 +141,7 @@ def _jsonable(args: argparse.Namespace) -> dict[str, Any]:
     return {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
 
 
-def _bench(args: argparse.Namespace, runs: list[RunParameters]) -> int:
+def _bench(args: argparse.Namespace, runs: list[RunParameters]) -> ExitCode:
     tls_ca = args.tls_ca.read_bytes() if args.tls_ca else None
     summaries: list[RunSummary] = []
     tag = f"{int(time.time()):x}"
@@ -164,8 +165,8 @@ def _bench(args: argparse.Namespace, runs: list[RunParameters]) -> int:
     silent = [s.parameters.name for s in summaries if s.requests_ok == 0]
     if silent:
         print(f"fraudguard bench: no request succeeded in: {', '.join(silent)}", file=sys.stderr)
-        return EXIT_FAILED
-    return EXIT_OK
+        return ExitCode.FAILURE
+    return ExitCode.SUCCESS
 
 
 def main(argv: list[str]) -> int:
@@ -173,11 +174,14 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     _check(args, parser)
     try:
-        return _bench(args, run_parameters(args))
-    except (UnavailableError, LoadgenError) as exc:
+        return int(_bench(args, run_parameters(args)))
+    except UnavailableError as exc:
+        print(f"fraudguard bench: {exc}", file=sys.stderr)
+        return ExitCode.TARGET_UNREACHABLE
+    except LoadgenError as exc:
         print(f"fraudguard bench: {exc}", file=sys.stderr)
     except OSError as exc:  # --tls-ca or --output unreadable / unwritable
         print(f"fraudguard bench: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
     except KeyboardInterrupt:
         print("fraudguard bench: interrupted", file=sys.stderr)
-    return EXIT_FAILED
+    return ExitCode.FAILURE

@@ -61,12 +61,16 @@ class _StderrWatcher:
         self._thread.start()
 
     def _read(self, stream: IO[str]) -> None:
-        for line in stream:
-            self.tail.append(line.rstrip())
-            if self.port is None and (port := serving_port(line.strip())) is not None:
-                self.port = port
-                self.found.set()
+        with stream:
+            for line in stream:
+                self.tail.append(line.rstrip())
+                if self.port is None and (port := serving_port(line.strip())) is not None:
+                    self.port = port
+                    self.found.set()
         self.found.set()  # end of stream: the server exited
+
+    def join(self, timeout_s: float) -> None:
+        self._thread.join(timeout_s)
 
     def tail_text(self) -> str:
         return "\n".join(self.tail)
@@ -90,6 +94,7 @@ def spawned_server(data_dir: Path, start_timeout_s: float = START_TIMEOUT_S) -> 
         yield f"127.0.0.1:{watcher.port}"
     finally:
         _stop(process)
+        watcher.join(STOP_TIMEOUT_S)  # reads to EOF, then closes the pipe
 
 
 def _stop(process: subprocess.Popen[str]) -> None:
