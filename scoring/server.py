@@ -24,15 +24,16 @@ from grpc_reflection.v1alpha import reflection
 from fraudguard.errors import BundleError
 from fraudguard.exit_codes import ExitCode
 from fraudguard.logs import configure_logging
-from fraudguard.proto.fraud.v1 import scoring_pb2, scoring_pb2_grpc
+from fraudguard.proto.fraud.v1 import scoring_pb2
 from fraudguard.security.keyfile import load_or_create_key
 from fraudguard.security.pan import PanTokenizer
 from fraudguard.settings import Settings, SettingsError
 from scoring.decision import RiskBands
 from scoring.features import EngineCapacity, FeatureEngine, SnapshotError
+from scoring.features.engine import write_snapshot
 from scoring.model import ActiveModel, ModelWatcher, load_promoted
 from scoring.scorer import Scorer
-from scoring.servicer import ScoringServicer
+from scoring.servicer import ScoringServicer, add_scoring_service
 
 log = logging.getLogger("fraudguard.scoring")
 
@@ -95,10 +96,11 @@ class ScoringServer:
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def snapshot(self) -> Path:
-        """Copy the state on the loop (consistent), write it off the loop."""
+        """Copy the occupied state on the loop (consistent), write it off the loop."""
         path = self.settings.state_dir / SNAPSHOT_NAME
-        frozen = self.scorer.engine.copy()
-        await asyncio.to_thread(frozen.save, path)
+        engine = self.scorer.engine
+        state = engine.sparse_state()
+        await asyncio.to_thread(write_snapshot, path, engine.capacity, state)
         return path
 
     async def _snapshot_periodically(self) -> None:
@@ -148,9 +150,7 @@ async def start_server(settings: Settings) -> ScoringServer:
         ("grpc.so_reuseport", 0),
     ]
     server = grpc.aio.server(options=options)
-    scoring_pb2_grpc.add_ScoringServiceServicer_to_server(  # type: ignore[no-untyped-call]
-        ScoringServicer(scorer, PanTokenizer(key), settings.max_batch), server
-    )
+    add_scoring_service(ScoringServicer(scorer, PanTokenizer(key), settings.max_batch), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
+from typing import TypeVar
 
 import grpc
 import numpy as np
+from google.protobuf.message import DecodeError, Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from fraudguard.errors import ValidationError
@@ -22,6 +25,8 @@ from scoring.serde import MAX_ID_LEN, batch_from_proto, decisions_to_proto, item
 
 log = logging.getLogger("fraudguard.scoring")
 
+T = TypeVar("T", bound=Message)
+
 _FRAUD_OUTCOMES = frozenset({scoring_pb2.OUTCOME_FRAUD, scoring_pb2.OUTCOME_CHARGEBACK})
 _ACTION_OF_BAND = (scoring_pb2.ACTION_CHALLENGE, scoring_pb2.ACTION_REVIEW, scoring_pb2.ACTION_BLOCK)
 
@@ -30,6 +35,53 @@ def _timestamp(dt: datetime) -> Timestamp:
     ts = Timestamp()
     ts.FromDatetime(dt)
     return ts
+
+
+@dataclass(frozen=True, slots=True)
+class MalformedRequest:
+    """Stands in for request bytes that do not parse as the method's message."""
+
+    message_type: str
+    error: str
+
+
+def _tolerant(message_type: type[Message]) -> Callable[[bytes], Message | MalformedRequest]:
+    parse = message_type.FromString
+
+    def deserialize(data: bytes) -> Message | MalformedRequest:
+        try:
+            return parse(data)
+        except DecodeError as exc:
+            return MalformedRequest(message_type.DESCRIPTOR.full_name, str(exc))
+
+    return deserialize
+
+
+def _well_formed(request: T | MalformedRequest) -> T:
+    if isinstance(request, MalformedRequest):
+        raise ValidationError("request", f"not a valid {request.message_type} message")
+    return request
+
+
+def add_scoring_service(servicer: ScoringServicer, server: grpc.aio.Server) -> None:
+    """Register like the generated ``add_ScoringServiceServicer_to_server``, except that request bytes
+    which do not parse get ``INVALID_ARGUMENT`` (not grpc's ``INTERNAL``)."""
+    pb = scoring_pb2
+    handlers = {
+        "Score": grpc.unary_unary_rpc_method_handler(
+            servicer.Score, _tolerant(pb.ScoreRequest), pb.ScoreResponse.SerializeToString),
+        "ScoreStream": grpc.stream_stream_rpc_method_handler(
+            servicer.ScoreStream, _tolerant(pb.ScoreStreamRequest), pb.ScoreStreamResponse.SerializeToString),
+        "ScoreBatch": grpc.unary_unary_rpc_method_handler(
+            servicer.ScoreBatch, _tolerant(pb.ScoreBatchRequest), pb.ScoreBatchResponse.SerializeToString),
+        "GetModelInfo": grpc.unary_unary_rpc_method_handler(
+            servicer.GetModelInfo, _tolerant(pb.GetModelInfoRequest), pb.GetModelInfoResponse.SerializeToString),
+        "ReportOutcome": grpc.unary_unary_rpc_method_handler(
+            servicer.ReportOutcome, _tolerant(pb.ReportOutcomeRequest), pb.ReportOutcomeResponse.SerializeToString),
+    }  # fmt: skip
+    name = pb.DESCRIPTOR.services_by_name["ScoringService"].full_name
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(name, handlers),))
+    server.add_registered_method_handlers(name, handlers)
 
 
 class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
@@ -65,6 +117,7 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
     ) -> scoring_pb2.ScoreResponse:
         started = time.perf_counter_ns()
         await _check_deadline(context)
+        request = _well_formed(request)
         if not request.HasField("transaction"):
             raise ValidationError("transaction", "required")
         batch, _, failures = batch_from_proto([request.transaction], "transaction", time.time(), self._tokenizer)
@@ -78,13 +131,15 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
         self, request: scoring_pb2.ScoreBatchRequest, context: grpc.aio.ServicerContext
     ) -> scoring_pb2.ScoreBatchResponse:
         await _check_deadline(context)
+        request = _well_formed(request)
         return scoring_pb2.ScoreBatchResponse(results=self._score_many(request.transactions, "transactions"))
 
     @grpc_errors
     async def ScoreStream(
         self, request_iterator: AsyncIterator[scoring_pb2.ScoreStreamRequest], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[scoring_pb2.ScoreStreamResponse]:
-        async for request in request_iterator:
+        async for message in request_iterator:
+            request = _well_formed(message)
             yield scoring_pb2.ScoreStreamResponse(results=self._score_many(request.transactions, "transactions"))
 
     # --- model and outcomes -------------------------------------------------------------
@@ -93,6 +148,7 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
     async def GetModelInfo(
         self, request: scoring_pb2.GetModelInfoRequest, context: grpc.aio.ServicerContext
     ) -> scoring_pb2.GetModelInfoResponse:
+        _well_formed(request)
         model = self._scorer.model
         manifest = model.bundle.manifest
         return scoring_pb2.GetModelInfoResponse(
@@ -115,6 +171,7 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
     async def ReportOutcome(
         self, request: scoring_pb2.ReportOutcomeRequest, context: grpc.aio.ServicerContext
     ) -> scoring_pb2.ReportOutcomeResponse:
+        request = _well_formed(request)
         if not request.transaction_id:
             raise ValidationError("transaction_id", "required")
         if len(request.transaction_id) > MAX_ID_LEN or not request.transaction_id.isprintable():

@@ -9,6 +9,7 @@ a couple of NumPy calls and the kernel call to a handful of arguments.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -24,6 +25,14 @@ K_CARD, K_CUSTOMER, K_MERCHANT, K_DEVICE, K_IP, K_COUNTRY, K_MCC, K_CHANNEL, K_E
 N_INTS = 10
 
 
+A = TypeVar("A", F64, I64)
+
+
+def _row(block: A, index: int) -> A:
+    row: A = block[index]
+    return row
+
+
 class TransactionBatch:
     """``n`` transactions. Column views: ``event_time`` (epoch s, UTC), ``amount`` (major units),
     ``latitude``/``longitude`` (NaN when unknown), ``card_key`` (never 0), ``customer_key``,
@@ -31,6 +40,9 @@ class TransactionBatch:
     unknown), ``mcc``, ``channel``, ``entry_mode`` and ``txn_key`` (hash of the transaction id)."""
 
     __slots__ = ("ints", "reals", "transaction_ids")
+    transaction_ids: tuple[str, ...]
+    reals: F64
+    ints: I64
 
     def __init__(
         self,
@@ -83,56 +95,56 @@ class TransactionBatch:
 
     @property
     def event_time(self) -> F64:
-        return self.reals[R_TIME]
+        return _row(self.reals, R_TIME)
 
     @property
     def amount(self) -> F64:
-        return self.reals[R_AMOUNT]
+        return _row(self.reals, R_AMOUNT)
 
     @property
     def latitude(self) -> F64:
-        return self.reals[R_LAT]
+        return _row(self.reals, R_LAT)
 
     @property
     def longitude(self) -> F64:
-        return self.reals[R_LON]
+        return _row(self.reals, R_LON)
 
     @property
     def card_key(self) -> I64:
-        return self.ints[K_CARD]
+        return _row(self.ints, K_CARD)
 
     @property
     def customer_key(self) -> I64:
-        return self.ints[K_CUSTOMER]
+        return _row(self.ints, K_CUSTOMER)
 
     @property
     def merchant_key(self) -> I64:
-        return self.ints[K_MERCHANT]
+        return _row(self.ints, K_MERCHANT)
 
     @property
     def device_key(self) -> I64:
-        return self.ints[K_DEVICE]
+        return _row(self.ints, K_DEVICE)
 
     @property
     def ip_key(self) -> I64:
-        return self.ints[K_IP]
+        return _row(self.ints, K_IP)
 
     @property
     def country_code(self) -> I64:
-        return self.ints[K_COUNTRY]
+        return _row(self.ints, K_COUNTRY)
 
     @property
     def mcc(self) -> I64:
-        return self.ints[K_MCC]
+        return _row(self.ints, K_MCC)
 
     @property
     def channel(self) -> I64:
-        return self.ints[K_CHANNEL]
+        return _row(self.ints, K_CHANNEL)
 
     @property
     def entry_mode(self) -> I64:
-        return self.ints[K_ENTRY]
+        return _row(self.ints, K_ENTRY)
 
     @property
     def txn_key(self) -> I64:
-        return self.ints[K_TXN]
+        return _row(self.ints, K_TXN)

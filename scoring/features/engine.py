@@ -18,7 +18,7 @@ from fraudguard.errors import FraudguardError
 from scoring.features import kernels, layout, schema
 from scoring.features.batch import TransactionBatch
 
-_SNAPSHOT_FORMAT = 1
+_SNAPSHOT_FORMAT = 2
 
 
 class SnapshotError(FraudguardError):
@@ -168,63 +168,79 @@ class FeatureEngine:
         twin._bind()
         return twin
 
+    def sparse_state(self) -> dict[str, npt.NDArray[np.generic]]:
+        """Copies of the occupied rows only (cheap enough to take on the event loop) for :func:`write_snapshot`."""
+        out: dict[str, npt.NDArray[np.generic]] = {"stats": self._arrays["stats"].copy()}
+        for table, (key_name, row_names) in _TABLES.items():
+            keys = self._arrays[key_name].reshape(-1)
+            idx = np.flatnonzero(keys)
+            out[table + "_idx"] = idx
+            out[key_name] = keys[idx]
+            for name in row_names:
+                out[name] = self._arrays[name].reshape(keys.shape[0], -1)[idx]
+        return out
+
     def save(self, path: Path) -> None:
-        """Write the whole state atomically (temp file, fsync, rename)."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        meta = np.array(
-            [_SNAPSHOT_FORMAT, self.capacity.cards, self.capacity.entities, self.capacity.recent_transactions], np.int64
-        )
-        schema_id = np.frombuffer(schema.SCHEMA_VERSION.encode(), np.uint8)
-        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.savez(fh, __meta__=meta, __schema__=schema_id, **self._arrays)  # type: ignore[arg-type]
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        """Write the state atomically (temp file, fsync, rename); only occupied rows are stored."""
+        write_snapshot(path, self.capacity, self.sparse_state())
 
     @classmethod
     def load(cls, path: Path) -> FeatureEngine:
-        """An engine restored from a snapshot written by :meth:`save`."""
+        """An engine restored from a snapshot written by :func:`write_snapshot`."""
         try:
             with np.load(path, allow_pickle=False) as data:
                 meta = data["__meta__"]
+                if meta.shape != (4,) or int(meta[0]) != _SNAPSHOT_FORMAT:
+                    raise SnapshotError(f"{path}: not a snapshot of format {_SNAPSHOT_FORMAT}")
                 schema_id = bytes(data["__schema__"]).decode()
-                if int(meta[0]) != _SNAPSHOT_FORMAT:
-                    raise SnapshotError(f"{path}: snapshot format {int(meta[0])}, expected {_SNAPSHOT_FORMAT}")
                 if schema_id != schema.SCHEMA_VERSION:
                     raise SnapshotError(
                         f"{path}: taken with feature schema {schema_id}, this build has {schema.SCHEMA_VERSION}"
                     )
-                engine = cls.__new__(cls)
-                engine.capacity = EngineCapacity(int(meta[1]), int(meta[2]), int(meta[3]))
-                fresh = FeatureEngine._shapes(engine.capacity)
-                arrays: dict[str, npt.NDArray[np.generic]] = {}
-                for name, (shape, dtype) in fresh.items():
-                    arr = data[name]
-                    if arr.shape != shape or arr.dtype != dtype:
-                        raise SnapshotError(
-                            f"{path}: array {name} has shape {arr.shape} {arr.dtype}, expected {shape} {dtype}"
-                        )
-                    arrays[name] = np.ascontiguousarray(arr)
-        except (OSError, KeyError, ValueError, EOFError) as exc:
+                engine = cls(EngineCapacity(int(meta[1]), int(meta[2]), int(meta[3])))
+                engine._scatter(path, {name: data[name] for name in data.files})
+        except (OSError, KeyError, ValueError, EOFError, UnicodeDecodeError) as exc:
             raise SnapshotError(f"{path}: unreadable snapshot ({exc})") from exc
-        engine._arrays = arrays
-        engine._bind()
         return engine
 
-    @staticmethod
-    def _shapes(cap: EngineCapacity) -> dict[str, tuple[tuple[int, ...], np.dtype[np.generic]]]:
-        probe = FeatureEngine(EngineCapacity(layout.WAYS, layout.WAYS, layout.WAYS))
-        out: dict[str, tuple[tuple[int, ...], np.dtype[np.generic]]] = {}
-        sizes = {"card": cap.cards, "ent": cap.entities, "recent": cap.recent_transactions}
-        for name, arr in probe._arrays.items():
-            shape = list(arr.shape)
-            prefix = name.split("_")[0]
-            if prefix in sizes:
-                shape[1 if prefix == "ent" else 0] = sizes[prefix]
-            out[name] = (tuple(shape), arr.dtype)
-        return out
+    def _scatter(self, path: Path, data: dict[str, npt.NDArray[np.generic]]) -> None:
+        stats = self._arrays["stats"]
+        if data["stats"].shape != stats.shape:
+            raise SnapshotError(f"{path}: stats have shape {data['stats'].shape}, expected {stats.shape}")
+        stats[:] = data["stats"]
+        for table, (key_name, row_names) in _TABLES.items():
+            keys = self._arrays[key_name].reshape(-1)
+            idx = data[table + "_idx"]
+            if idx.ndim != 1 or idx.dtype.kind != "i" or (idx.size and not 0 <= idx.min() <= idx.max() < keys.size):
+                raise SnapshotError(f"{path}: {table} slot indices out of range for this capacity")
+            for name in (key_name, *row_names):
+                target = self._arrays[name].reshape(keys.shape[0], -1)
+                rows = data[name].reshape(len(idx), -1) if data[name].size == len(idx) * target.shape[1] else None
+                if rows is None or data[name].dtype != target.dtype:
+                    raise SnapshotError(f"{path}: array {name} does not fit this build's layout")
+                target[idx] = rows
+
+
+# table -> (key array, row arrays); rows share the key array's slot index
+_TABLES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "card": ("card_keys", ("card_f64", "card_f32", "card_i64")),
+    "ent": ("ent_keys", ("ent_f64", "ent_f32", "ent_i64")),
+    "recent": ("recent_keys", ("recent_vals", "recent_t")),
+}
+
+
+def write_snapshot(path: Path, capacity: EngineCapacity, state: dict[str, npt.NDArray[np.generic]]) -> None:
+    """Write a :meth:`FeatureEngine.sparse_state` atomically (temp file, fsync, rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = np.array([_SNAPSHOT_FORMAT, capacity.cards, capacity.entities, capacity.recent_transactions], np.int64)
+    schema_id = np.frombuffer(schema.SCHEMA_VERSION.encode(), np.uint8)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.savez(fh, __meta__=meta, __schema__=schema_id, **state)  # type: ignore[arg-type]
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
