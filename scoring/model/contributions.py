@@ -72,12 +72,8 @@ class ContributionKernel:
         """The ``k`` largest contributions per row, largest first; ties go to the lower feature index."""
         if not 0 <= k <= self.n_features:
             raise ValueError(f"k must be in 0..{self.n_features}, got {k}")
-        rows = self._rows(x)
-        contributions = np.zeros((rows.shape[0], self.n_features), dtype=np.float64)
-        index = np.empty((rows.shape[0], k), dtype=np.int64)
-        largest = np.empty((rows.shape[0], k), dtype=np.float64)
-        _add_contributions(rows, self.info, self.threshold, self.delta, self.roots, contributions)
-        _select_largest(contributions, index, largest)
+        index, largest = _top_contributions(self._rows(x), self.info, self.threshold, self.delta, self.roots,
+                                            self.n_features, k)
         return index, largest
 
     def _rows(self, x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
@@ -111,6 +107,19 @@ def _add_contributions(x: npt.NDArray[np.float32], info: npt.NDArray[np.int64], 
                 out[i, f] += delta[node]
                 bits = info[node]
                 f = (bits & _FEATURE_BITS) - 1
+
+
+@njit(cache=True, nogil=True)
+def _top_contributions(x: npt.NDArray[np.float32], info: npt.NDArray[np.int64], threshold: npt.NDArray[np.float64],
+                       delta: npt.NDArray[np.float64], roots: npt.NDArray[np.int64], n_features: int,
+                       k: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+    """Contributions, then the k largest per row: one call, so a single row pays one dispatch."""
+    contributions = np.zeros((x.shape[0], n_features), dtype=np.float64)
+    index = np.empty((x.shape[0], k), dtype=np.int64)
+    largest = np.empty((x.shape[0], k), dtype=np.float64)
+    _add_contributions(x, info, threshold, delta, roots, contributions)
+    _select_largest(contributions, index, largest)
+    return index, largest
 
 
 @njit(cache=True, nogil=True)
