@@ -1,0 +1,58 @@
+"""The trainer: synthetic data, point-in-time feature replay, training, ONNX export, thresholds, bundles.
+
+Names are re-exported lazily, so that ``fraudguard models list`` does not pay for importing
+LightGBM and the ONNX converters.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from trainer.calibrate import OperatingTargets, action_bands, action_metrics, calibrate_thresholds
+    from trainer.demo import build_demo_bundle
+    from trainer.export import ParityReport, check_parity, export_onnx
+    from trainer.replay import batch_from_payments, capacity_for, replay_features
+    from trainer.synthetic import FraudType, ScenarioMix, SyntheticConfig, SyntheticPayments, generate_payments
+    from trainer.train import TimeSplit, TrainingParams, TrainingResult, train_model
+
+_EXPORTS = {
+    "trainer.calibrate": ("OperatingTargets", "action_bands", "action_metrics", "calibrate_thresholds"),
+    "trainer.demo": ("build_demo_bundle",),
+    "trainer.export": ("ParityReport", "check_parity", "export_onnx"),
+    "trainer.replay": ("batch_from_payments", "capacity_for", "replay_features"),
+    "trainer.synthetic": ("FraudType", "ScenarioMix", "SyntheticConfig", "SyntheticPayments", "generate_payments"),
+    "trainer.train": ("TimeSplit", "TrainingParams", "TrainingResult", "train_model"),
+}
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
+
+__all__ = [
+    "FraudType",
+    "OperatingTargets",
+    "ParityReport",
+    "ScenarioMix",
+    "SyntheticConfig",
+    "SyntheticPayments",
+    "TimeSplit",
+    "TrainingParams",
+    "TrainingResult",
+    "action_bands",
+    "action_metrics",
+    "batch_from_payments",
+    "build_demo_bundle",
+    "calibrate_thresholds",
+    "capacity_for",
+    "check_parity",
+    "export_onnx",
+    "generate_payments",
+    "replay_features",
+    "train_model",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module 'trainer' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

@@ -1,0 +1,863 @@
+"""A deterministic synthetic payments generator with labelled fraud scenarios.
+
+Everything is vectorised NumPy: a population (customers with home locations and spending
+profiles, their cards, devices and IPs; merchants with a category, a country and a
+location) is drawn once, then legitimate payments (daily and weekly seasonality, some
+travel) and fraud episodes of seven kinds are drawn as whole columns. The same seed gives
+the same columns, byte for byte; a million rows take seconds.
+
+Every fraud row gets a label arrival time (the chargeback delay): the replay only lets the
+label-derived features see it from then on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, fields
+from enum import IntEnum
+
+import numpy as np
+import numpy.typing as npt
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from fraudguard.currencies import MINOR_UNIT
+from fraudguard.errors import ValidationError
+from fraudguard.proto.fraud.v1 import transaction_pb2 as pb
+
+F64 = npt.NDArray[np.float64]
+I64 = npt.NDArray[np.int64]
+I32 = npt.NDArray[np.int32]
+I8 = npt.NDArray[np.int8]
+B = npt.NDArray[np.bool_]
+S = npt.NDArray[np.str_]
+
+DAY_S = 86_400
+_NO = -1  # "no device / no IP" in the index columns
+
+
+class FraudType(IntEnum):
+    """The scenario a row belongs to; ``NONE`` is a legitimate payment."""
+
+    NONE = 0
+    CARD_TESTING = 1  # bursts of small amounts on one card within minutes
+    HIGH_VELOCITY = 2  # a stolen card used many times within the hour
+    AMOUNT_SPIKE = 3  # far above the card's own history
+    ACCOUNT_TAKEOVER = 4  # new device, far location, high amount
+    IMPOSSIBLE_TRAVEL = 5  # a cloned card used far away minutes after the real one
+    COMPROMISED_MERCHANT = 6  # a merchant where stolen cards are cashed out
+    KNOWN_BAD_DEVICE = 7  # a fraudster's device reused across many cards
+
+
+@dataclass(frozen=True, slots=True)
+class ScenarioMix:
+    """Relative share of fraud rows per scenario (normalised; zero switches a scenario off)."""
+
+    card_testing: float = 0.25
+    high_velocity: float = 0.15
+    amount_spike: float = 0.10
+    account_takeover: float = 0.15
+    impossible_travel: float = 0.10
+    compromised_merchant: float = 0.13
+    known_bad_device: float = 0.12
+
+    def shares(self) -> dict[FraudType, float]:
+        raw = {FraudType[f.name.upper()]: float(getattr(self, f.name)) for f in fields(self)}
+        if any(v < 0 or not math.isfinite(v) for v in raw.values()) or sum(raw.values()) <= 0:
+            raise ValidationError("scenarios", f"shares must be finite, >= 0 and not all 0, got {raw}")
+        total = sum(raw.values())
+        return {k: v / total for k, v in raw.items()}
+
+
+@dataclass(frozen=True, slots=True)
+class SyntheticConfig:
+    """What to generate. Population sizes default to sizes that give each card a history."""
+
+    n_transactions: int = 100_000
+    seed: int = 7
+    start_time: int = 1_704_067_200  # 2024-01-01T00:00:00Z
+    days: int = 60
+    n_customers: int | None = None  # default: n_transactions // 40
+    n_merchants: int | None = None  # default: n_transactions // 250
+    fraud_rate: float = 0.02  # share of rows that are fraud
+    label_delay_days: tuple[float, float] = (1.0, 30.0)  # chargeback delay, uniform
+    travel_rate: float = 0.05  # share of customers who take one trip abroad
+    scenarios: ScenarioMix = ScenarioMix()
+
+    def __post_init__(self) -> None:
+        if self.n_transactions < 1:
+            raise ValidationError("n_transactions", f"must be at least 1, got {self.n_transactions}")
+        if self.days < 7:
+            raise ValidationError("days", f"must be at least 7, got {self.days}")
+        if not 0.0 <= self.fraud_rate < 0.5:
+            raise ValidationError("fraud_rate", f"must be in [0, 0.5), got {self.fraud_rate}")
+        lo, hi = self.label_delay_days
+        if not 0.0 <= lo <= hi:
+            raise ValidationError("label_delay_days", f"need 0 <= min <= max, got {self.label_delay_days}")
+        if not 0.0 <= self.travel_rate <= 1.0:
+            raise ValidationError("travel_rate", f"must be in [0, 1], got {self.travel_rate}")
+        self.scenarios.shares()
+
+    @property
+    def customers(self) -> int:
+        return self.n_customers or max(50, self.n_transactions // 40)
+
+    @property
+    def merchants(self) -> int:
+        return self.n_merchants or max(2 * len(_CITIES), self.n_transactions // 250)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class SyntheticPayments:
+    """Payments as read-only columns, sorted by ``event_time``. Row ``i`` of every column is one payment.
+
+    Empty strings mean "not given" (``device_id``, ``ip_address``); NaN coordinates mean
+    "no location"; ``label_time`` is +inf for rows that never get a fraud label.
+    """
+
+    transaction_id: S
+    event_time: I64  # epoch seconds, UTC
+    amount_minor: I64
+    currency: S
+    card_token: S
+    card_bin: S
+    card_last4: S
+    customer_id: S
+    merchant_id: S
+    mcc: I32
+    merchant_country: S
+    device_id: S
+    ip_address: S
+    latitude: F64
+    longitude: F64
+    channel: I32  # fraud.v1.Channel
+    entry_mode: I32  # fraud.v1.EntryMode
+    is_fraud: B
+    fraud_type: I8  # FraudType
+    label_time: F64  # epoch seconds when the fraud label arrives; +inf: never
+
+    def __post_init__(self) -> None:
+        n = len(self.transaction_id)
+        for f in fields(self):
+            column = getattr(self, f.name)
+            if column.shape != (n,):
+                raise ValidationError(f.name, f"has shape {column.shape}, expected ({n},)")
+            column.setflags(write=False)
+
+    def __len__(self) -> int:
+        return len(self.transaction_id)
+
+    @property
+    def fraud_rate(self) -> float:
+        return float(self.is_fraud.mean()) if len(self) else 0.0
+
+    def take(self, rows: slice | I64) -> SyntheticPayments:
+        """A subset of the rows (keep them in time order)."""
+        return SyntheticPayments(**{f.name: np.array(getattr(self, f.name)[rows]) for f in fields(self)})
+
+    def fingerprint(self) -> str:
+        """sha256 over every column's name, dtype and bytes: identical data, identical fingerprint."""
+        h = hashlib.sha256()
+        for f in fields(self):
+            column = np.ascontiguousarray(getattr(self, f.name))
+            h.update(f"{f.name}:{column.dtype.str}:{column.shape}\n".encode())
+            h.update(column.tobytes())
+        return h.hexdigest()
+
+    def to_transaction_proto(self, i: int) -> pb.Transaction:
+        """Row ``i`` as the ``fraud.v1.Transaction`` a caller would send."""
+        return next(self.iter_transaction_protos(i, i + 1))
+
+    def iter_transaction_protos(self, start: int = 0, stop: int | None = None) -> Iterator[pb.Transaction]:
+        """Rows ``start:stop`` as ``fraud.v1.Transaction`` messages, in time order."""
+        rows = slice(start, len(self) if stop is None else stop)
+        cols = {f.name: getattr(self, f.name)[rows].tolist() for f in fields(self)}
+        for j in range(len(cols["transaction_id"])):
+            lat, lon = cols["latitude"][j], cols["longitude"][j]
+            yield pb.Transaction(
+                transaction_id=cols["transaction_id"][j],
+                event_time=Timestamp(seconds=cols["event_time"][j]),
+                amount_minor=cols["amount_minor"][j],
+                currency=cols["currency"][j],
+                card=pb.Card(token=cols["card_token"][j], bin=cols["card_bin"][j], last4=cols["card_last4"][j]),
+                customer_id=cols["customer_id"][j],
+                merchant_id=cols["merchant_id"][j],
+                mcc=cols["mcc"][j],
+                merchant_country=cols["merchant_country"][j],
+                device_id=cols["device_id"][j],
+                ip_address=cols["ip_address"][j],
+                location=None if math.isnan(lat) else pb.GeoPoint(latitude=lat, longitude=lon),
+                channel=cols["channel"][j],
+                entry_mode=cols["entry_mode"][j],
+            )
+
+
+def generate_payments(config: SyntheticConfig | None = None) -> SyntheticPayments:
+    """Draw the population, the legitimate payments and the fraud episodes; sort by time."""
+    cfg = config or SyntheticConfig()
+    streams = np.random.SeedSequence([cfg.seed, 0x5EED]).spawn(4 + len(FraudType))
+    rng = [np.random.default_rng(s) for s in streams]
+    pop = _draw_population(rng[0], cfg)
+    shares = cfg.scenarios.shares()
+    targets = _split_rows(round(cfg.n_transactions * cfg.fraud_rate), shares)
+    legit = _draw_legit(rng[1], pop, cfg, cfg.n_transactions - sum(targets.values()))
+    ctx = _FraudContext(pop, cfg, legit, _FraudTools.draw(rng[2], pop, cfg, targets))
+    parts = [legit]
+    for k, kind in enumerate(FraudType):
+        if kind is not FraudType.NONE and targets[kind] > 0:
+            parts.append(_SCENARIOS[kind](rng[4 + k], ctx, targets[kind]))
+    rows = _Rows.concat(parts)
+    label_rng = rng[3]
+    return _to_columns(rows, pop, cfg, label_rng)
+
+
+# --- the world ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _City:
+    name: str
+    country: str
+    currency: str
+    lat: float
+    lon: float
+    home_weight: float  # where customers and merchants are
+    fraud_weight: float  # where fraudsters appear to be
+
+
+_CITIES: tuple[_City, ...] = (
+    _City("New York", "US", "USD", 40.71, -74.01, 10, 1),
+    _City("Los Angeles", "US", "USD", 34.05, -118.24, 7, 1),
+    _City("Chicago", "US", "USD", 41.88, -87.63, 5, 0.5),
+    _City("Toronto", "CA", "CAD", 43.65, -79.38, 4, 0.5),
+    _City("London", "GB", "GBP", 51.51, -0.13, 8, 1),
+    _City("Manchester", "GB", "GBP", 53.48, -2.24, 3, 0.5),
+    _City("Paris", "FR", "EUR", 48.86, 2.35, 6, 0.5),
+    _City("Berlin", "DE", "EUR", 52.52, 13.40, 6, 0.5),
+    _City("Madrid", "ES", "EUR", 40.42, -3.70, 4, 0.5),
+    _City("Amsterdam", "NL", "EUR", 52.37, 4.90, 3, 0.5),
+    _City("Stockholm", "SE", "SEK", 59.33, 18.07, 2, 0.3),
+    _City("Tokyo", "JP", "JPY", 35.68, 139.69, 3, 0.5),
+    _City("Sydney", "AU", "AUD", -33.87, 151.21, 3, 0.5),
+    _City("Singapore", "SG", "SGD", 1.35, 103.82, 2, 1),
+    _City("São Paulo", "BR", "BRL", -23.55, -46.63, 1, 3),
+    _City("Lagos", "NG", "NGN", 6.52, 3.38, 0.2, 4),
+    _City("Bucharest", "RO", "RON", 44.43, 26.10, 0.5, 4),
+    _City("Ho Chi Minh City", "VN", "VND", 10.82, 106.63, 0.3, 3),
+)
+# local currency units per US dollar (rough, fixed: the generator needs plausible, not current)
+_FX = {"USD": 1.0, "CAD": 1.36, "GBP": 0.79, "EUR": 0.92, "SEK": 10.5, "JPY": 150.0, "AUD": 1.52,
+       "SGD": 1.34, "BRL": 5.0, "NGN": 1500.0, "RON": 4.6, "VND": 24_500.0}  # fmt: skip
+_CITY_LAT = np.array([c.lat for c in _CITIES])
+_CITY_LON = np.array([c.lon for c in _CITIES])
+_CITY_FX = np.array([_FX[c.currency] for c in _CITIES])
+_CITY_HOME_W = np.array([c.home_weight for c in _CITIES])
+_CITY_FRAUD_W = np.array([c.fraud_weight for c in _CITIES])
+
+
+@dataclass(frozen=True, slots=True)
+class _Category:
+    mcc: int
+    amount_factor: float  # times the customer's typical amount
+    online: bool
+    weight: float
+    high_value: bool = False
+
+
+_CATEGORIES: tuple[_Category, ...] = (
+    _Category(5411, 0.8, False, 20),  # grocery
+    _Category(5812, 0.9, False, 12),  # restaurants
+    _Category(5814, 0.3, False, 10),  # fast food
+    _Category(5541, 1.0, False, 8),  # fuel
+    _Category(5912, 0.6, False, 5),  # pharmacy
+    _Category(5311, 1.5, False, 5, True),  # department store
+    _Category(5732, 3.0, False, 3, True),  # electronics
+    _Category(5944, 5.0, False, 1, True),  # jewellery
+    _Category(6011, 2.0, False, 3),  # ATM
+    _Category(7011, 4.0, False, 2),  # hotel
+    _Category(5999, 1.2, True, 8, True),  # online retail
+    _Category(5816, 0.4, True, 5),  # digital goods
+    _Category(4121, 0.6, True, 5),  # rides
+    _Category(4899, 0.3, True, 4),  # streaming
+    _Category(4814, 1.0, True, 3),  # telecom
+    _Category(4511, 6.0, True, 2, True),  # airline
+)
+_CAT_MCC = np.array([c.mcc for c in _CATEGORIES], np.int32)
+_CAT_FACTOR = np.array([c.amount_factor for c in _CATEGORIES])
+_CAT_ONLINE = np.array([c.online for c in _CATEGORIES])
+_CAT_WEIGHT = np.array([c.weight for c in _CATEGORIES])
+_CAT_HIGH = np.array([c.high_value for c in _CATEGORIES])
+_ATM = _CAT_MCC == 6011
+
+# local hour of day -> relative activity (quiet nights, lunch and evening peaks)
+_HOURLY = np.array([0.15, 0.08, 0.05, 0.04, 0.05, 0.1, 0.3, 0.6, 0.9, 1.0, 1.1, 1.3,
+                    1.5, 1.3, 1.1, 1.1, 1.2, 1.4, 1.6, 1.5, 1.2, 0.9, 0.6, 0.3])  # fmt: skip
+# Monday .. Sunday
+_WEEKLY = np.array([0.95, 0.95, 1.0, 1.0, 1.1, 1.2, 0.85])
+
+
+@dataclass(frozen=True, slots=True)
+class _Groups:
+    """Members grouped by an integer (a city), each drawn with its weight within its group."""
+
+    members: I64  # sorted by group
+    cum: F64  # cumulative weight along ``members``
+    first: I64  # per group: position of its first member
+    last: I64
+    start: F64  # per group: cumulative weight before its first member
+    total: F64
+
+    @classmethod
+    def build(cls, group: I64, weight: F64, n_groups: int) -> _Groups:
+        order = np.argsort(group, kind="stable")
+        sorted_group = group[order]
+        w = weight[order]
+        cum = np.cumsum(w)
+        first = np.searchsorted(sorted_group, np.arange(n_groups), side="left")
+        last = np.searchsorted(sorted_group, np.arange(n_groups), side="right") - 1
+        before = np.concatenate([[0.0], cum])
+        total = before[last + 1] - before[first]
+        return cls(order.astype(np.int64), cum, first, last, before[first], total)
+
+    def draw(self, rng: np.random.Generator, group: I64) -> I64:
+        """One member per entry of ``group``; an empty group draws from all members."""
+        u = rng.random(len(group))
+        empty = self.total[group] <= 0
+        target = np.where(empty, u * self.cum[-1], self.start[group] + u * self.total[group])
+        pos = np.searchsorted(self.cum, target, side="right")
+        lo = np.where(empty, 0, self.first[group])
+        hi = np.where(empty, len(self.members) - 1, self.last[group])
+        return self.members[np.clip(pos, lo, hi)]
+
+
+@dataclass(frozen=True, slots=True)
+class _Population:
+    # customers
+    home_city: I64
+    home_lat: F64
+    home_lon: F64
+    activity: F64  # relative payment rate
+    typical_usd: F64  # typical payment, US dollars
+    online_share: F64
+    first_card: I64  # cards of customer c: first_card[c] .. first_card[c] + n_cards[c] - 1
+    n_cards: I64
+    first_device: I64
+    n_devices: I64
+    first_ip: I64
+    n_ips: I64
+    fav_store: I64  # [customers, 6] favourite physical merchants
+    fav_online: I64  # [customers, 3] favourite online merchants
+    trip_city: I64  # -1: no trip
+    trip_start: I64
+    trip_end: I64
+    # cards
+    card_owner: I64
+    # merchants
+    m_city: I64
+    m_cat: I64
+    m_lat: F64
+    m_lon: F64
+    m_weight: F64
+    stores: _Groups  # physical merchants by city
+    online: _Groups  # online merchants by city
+    high_value_stores: _Groups
+    n_devices_total: int  # devices of customers; fraud devices are numbered after them
+    n_ips_total: int
+
+
+def _weighted(rng: np.random.Generator, weights: F64, n: int) -> I64:
+    cum = np.cumsum(weights)
+    drawn: I64 = np.searchsorted(cum, rng.random(n) * cum[-1], side="right")
+    return np.minimum(drawn, len(weights) - 1).astype(np.int64)
+
+
+def _jitter(rng: np.random.Generator, lat: F64, lon: F64, degrees: float) -> tuple[F64, F64]:
+    n = len(lat)
+    return (np.clip(lat + rng.uniform(-degrees, degrees, n), -89.9, 89.9),
+            (lon + rng.uniform(-degrees, degrees, n) + 180.0) % 360.0 - 180.0)  # fmt: skip
+
+
+def _counts_to_first(counts: I64) -> I64:
+    return (np.cumsum(counts) - counts).astype(np.int64)
+
+
+def _draw_population(rng: np.random.Generator, cfg: SyntheticConfig) -> _Population:
+    n_c, n_m, n_city = cfg.customers, cfg.merchants, len(_CITIES)
+    home = _weighted(rng, _CITY_HOME_W, n_c)
+    home_lat, home_lon = _jitter(rng, _CITY_LAT[home], _CITY_LON[home], 0.15)
+    n_cards = 1 + (rng.random(n_c) < 0.35).astype(np.int64)
+    n_devices = 1 + (rng.random(n_c) < 0.5).astype(np.int64)
+    n_ips = 1 + (rng.random(n_c) < 0.4).astype(np.int64)
+    # merchants: every city gets one store and one online shop first, the rest by weight
+    m_city = np.concatenate([np.repeat(np.arange(n_city), 2), _weighted(rng, _CITY_HOME_W, max(0, n_m - 2 * n_city))])
+    m_city = m_city[:n_m]
+    m_cat = _weighted(rng, _CAT_WEIGHT, n_m)
+    online_cats, store_cats = np.flatnonzero(_CAT_ONLINE), np.flatnonzero(~_CAT_ONLINE)
+    seeded = min(n_m, 2 * n_city)
+    m_cat[:seeded:2] = store_cats[rng.integers(0, len(store_cats), (seeded + 1) // 2)]
+    m_cat[1:seeded:2] = online_cats[rng.integers(0, len(online_cats), seeded // 2)]
+    m_lat, m_lon = _jitter(rng, _CITY_LAT[m_city], _CITY_LON[m_city], 0.12)
+    m_weight = rng.pareto(1.2, n_m) + 0.2  # a few very popular merchants
+    is_online = _CAT_ONLINE[m_cat]
+    stores = _Groups.build(m_city, np.where(is_online, 0.0, m_weight), n_city)
+    online = _Groups.build(m_city, np.where(is_online, m_weight, 0.0), n_city)
+    high = _Groups.build(m_city, np.where(~is_online & _CAT_HIGH[m_cat], m_weight, 0.0), n_city)
+    trip_city, trip_start, trip_end = _draw_trips(rng, cfg, home)
+    return _Population(
+        home_city=home, home_lat=home_lat, home_lon=home_lon,
+        activity=rng.gamma(1.5, 1.0, n_c), typical_usd=rng.lognormal(math.log(35.0), 0.5, n_c),
+        online_share=rng.beta(2.0, 5.0, n_c),
+        first_card=_counts_to_first(n_cards), n_cards=n_cards,
+        first_device=_counts_to_first(n_devices), n_devices=n_devices,
+        first_ip=_counts_to_first(n_ips), n_ips=n_ips,
+        fav_store=stores.draw(rng, np.repeat(home, 6)).reshape(n_c, 6),
+        fav_online=online.draw(rng, np.repeat(home, 3)).reshape(n_c, 3),
+        trip_city=trip_city, trip_start=trip_start, trip_end=trip_end,
+        card_owner=np.repeat(np.arange(n_c), n_cards),
+        m_city=m_city, m_cat=m_cat, m_lat=m_lat, m_lon=m_lon, m_weight=m_weight,
+        stores=stores, online=online, high_value_stores=high,
+        n_devices_total=int(n_devices.sum()), n_ips_total=int(n_ips.sum()),
+    )  # fmt: skip
+
+
+def _draw_trips(rng: np.random.Generator, cfg: SyntheticConfig, home: I64) -> tuple[I64, I64, I64]:
+    n_c = len(home)
+    travels = rng.random(n_c) < cfg.travel_rate
+    dest = (home + rng.integers(1, len(_CITIES), n_c)) % len(_CITIES)
+    span = cfg.days * DAY_S
+    start = cfg.start_time + rng.integers(DAY_S, max(2 * DAY_S, span - 8 * DAY_S), n_c)
+    end = start + rng.integers(2 * DAY_S, 8 * DAY_S, n_c)
+    return np.where(travels, dest, -1), start, end
+
+
+# --- rows -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Rows:
+    """Payments as integer references into the population, before ids become strings."""
+
+    time: I64
+    card: I64
+    merchant: I64
+    amount_usd: F64
+    device: I64  # -1: none
+    ip: I64  # -1: none
+    lat: F64
+    lon: F64
+    channel: I64
+    entry_mode: I64
+    fraud_type: I64
+
+    def __len__(self) -> int:
+        return len(self.time)
+
+    @classmethod
+    def concat(cls, parts: list[_Rows]) -> _Rows:
+        return cls(*(np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(cls)))
+
+
+def _day_second(rng: np.random.Generator, cfg: SyntheticConfig, n: int, utc_offset_h: F64) -> I64:
+    """Times with weekly and (local) daily seasonality, inside the configured period."""
+    first_weekday = (cfg.start_time // DAY_S + 3) % 7
+    day_w = _WEEKLY[(np.arange(cfg.days) + first_weekday) % 7]
+    day = _weighted(rng, day_w, n)
+    local_hour = _weighted(rng, _HOURLY, n) + rng.random(n)
+    offset = day * DAY_S + np.floor((local_hour - utc_offset_h) * 3600.0).astype(np.int64)
+    return cfg.start_time + offset % (cfg.days * DAY_S)
+
+
+def _card_present_entry(rng: np.random.Generator, n: int) -> I64:
+    modes = np.array([pb.ENTRY_MODE_CONTACTLESS, pb.ENTRY_MODE_CHIP, pb.ENTRY_MODE_WALLET, pb.ENTRY_MODE_MAGSTRIPE])
+    return modes[_weighted(rng, np.array([0.5, 0.4, 0.08, 0.02]), n)].astype(np.int64)
+
+
+def _online_channel(rng: np.random.Generator, n: int) -> tuple[I64, I64]:
+    pick = _weighted(rng, np.array([0.7, 0.2, 0.1]), n)
+    channel = np.array([pb.CHANNEL_ECOMMERCE, pb.CHANNEL_IN_APP, pb.CHANNEL_RECURRING])[pick]
+    ecommerce_entry = np.where(rng.random(n) < 0.6, pb.ENTRY_MODE_CARD_ON_FILE, pb.ENTRY_MODE_MANUAL)
+    entry = np.select([pick == 0, pick == 1], [ecommerce_entry, pb.ENTRY_MODE_WALLET], pb.ENTRY_MODE_CARD_ON_FILE)
+    return channel.astype(np.int64), entry.astype(np.int64)
+
+
+def _draw_legit(rng: np.random.Generator, pop: _Population, cfg: SyntheticConfig, n: int) -> _Rows:
+    cust = _weighted(rng, pop.activity, n)
+    t = _day_second(rng, cfg, n, np.round(pop.home_lon[cust] / 15.0))
+    # travel: nothing during the flights out and back, then the trip city
+    has_trip = pop.trip_city[cust] >= 0
+    start, end = pop.trip_start[cust], pop.trip_end[cust]
+    flying = has_trip & (((t >= start) & (t < start + 10 * 3600)) | ((t >= end) & (t < end + 10 * 3600)))
+    t = np.where(flying, np.minimum(t + 10 * 3600, cfg.start_time + cfg.days * DAY_S - 1), t)
+    away = has_trip & (t >= start) & (t < end)
+    city = np.where(away, pop.trip_city[cust], pop.home_city[cust])
+    here_lat = np.where(away, _CITY_LAT[city], pop.home_lat[cust])
+    here_lon = np.where(away, _CITY_LON[city], pop.home_lon[cust])
+    here_lat, here_lon = _jitter(rng, here_lat, here_lon, 0.05)
+
+    online = rng.random(n) < pop.online_share[cust]
+    store = np.where(~away & (rng.random(n) < 0.7), pop.fav_store[cust, rng.integers(0, 6, n)],
+                     pop.stores.draw(rng, city))  # fmt: skip
+    shop = np.where(rng.random(n) < 0.6, pop.fav_online[cust, rng.integers(0, 3, n)],
+                    pop.online.draw(rng, np.where(rng.random(n) < 0.8, pop.home_city[cust], city)))  # fmt: skip
+    merchant = np.where(online, shop, store)
+    cat = pop.m_cat[merchant]
+    online = _CAT_ONLINE[cat]  # a favourite store may be online where the group was empty
+    card = pop.first_card[cust] + ((pop.n_cards[cust] == 2) & (rng.random(n) < 0.25))
+    amount = pop.typical_usd[cust] * _CAT_FACTOR[cat] * rng.lognormal(0.0, 0.55, n)
+    amount = np.where(rng.random(n) < 0.01, amount * rng.uniform(4.0, 20.0, n), amount)  # the odd big purchase
+
+    o_channel, o_entry = _online_channel(rng, n)
+    channel = np.where(online, o_channel, np.where(_ATM[cat], pb.CHANNEL_ATM, pb.CHANNEL_CARD_PRESENT))
+    entry = np.where(online, o_entry, np.where(_ATM[cat], pb.ENTRY_MODE_CHIP, _card_present_entry(rng, n)))
+    own_device = pop.first_device[cust] + ((pop.n_devices[cust] == 2) & (rng.random(n) < 0.4))
+    device = np.where(online, own_device, _NO)
+    own_ip = pop.first_ip[cust] + ((pop.n_ips[cust] == 2) & (rng.random(n) < 0.4))
+    ip = np.where(online, own_ip, _NO)
+    # online: the payer's location when the app shares it; in store: the store's
+    located = ~online | (rng.random(n) < 0.5)
+    lat = np.where(located, np.where(online, here_lat, pop.m_lat[merchant]), np.nan)
+    lon = np.where(located, np.where(online, here_lon, pop.m_lon[merchant]), np.nan)
+    rows = _Rows(t, card, merchant, amount, device, ip, lat, lon, channel, entry, np.zeros(n, np.int64))
+    return _with_one_off_devices(rng, rows, pop, cust, away)
+
+
+def _with_one_off_devices(rng: np.random.Generator, rows: _Rows, pop: _Population, cust: I64, away: B) -> _Rows:
+    """A few online payments from a borrowed or new device, and from the hotel's network when abroad."""
+    n = len(rows)
+    online = rows.device != _NO
+    fresh_dev = online & (rng.random(n) < 0.03)
+    device = rows.device.copy()
+    device[fresh_dev] = _fresh_ids(pop.n_devices_total, int(np.count_nonzero(fresh_dev)), salt=1)
+    roaming = online & away
+    ip = np.where(roaming, pop.n_ips_total + (1 << 40) + cust, rows.ip)
+    return _Rows(rows.time, rows.card, rows.merchant, rows.amount_usd, device, ip, rows.lat, rows.lon,
+                 rows.channel, rows.entry_mode, rows.fraud_type)  # fmt: skip
+
+
+def _fresh_ids(base: int, n: int, salt: int) -> I64:
+    """Ids that belong to nobody else: numbered past the population, in a block per ``salt``."""
+    return base + salt * (1 << 40) + np.arange(n, dtype=np.int64)
+
+
+# --- fraud ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _FraudTools:
+    """What fraudsters share across episodes: devices, IPs, compromised merchants."""
+
+    pool_devices: I64  # reused by card testers and account takers
+    bad_devices: I64  # the known-bad devices of their scenario
+    ips: I64
+    compromised: I64  # merchant indices
+
+    @classmethod
+    def draw(cls, rng: np.random.Generator, pop: _Population, cfg: SyntheticConfig,
+             targets: dict[FraudType, int]) -> _FraudTools:  # fmt: skip
+        n_fraud = max(1, sum(targets.values()))
+        base = pop.n_devices_total + 2 * (1 << 40)
+        pool = base + np.arange(max(10, n_fraud // 40))
+        bad = base + len(pool) + np.arange(max(3, targets[FraudType.KNOWN_BAD_DEVICE] // 25))
+        ips = pop.n_ips_total + 2 * (1 << 40) + np.arange(max(10, n_fraud // 15))
+        online_merchants = np.flatnonzero(_CAT_ONLINE[pop.m_cat])
+        k = max(2, cfg.merchants // 100)
+        compromised = rng.choice(online_merchants, size=min(k, len(online_merchants)), replace=False)
+        return cls(pool, bad, ips, np.sort(compromised).astype(np.int64))
+
+
+@dataclass(frozen=True, slots=True)
+class _FraudContext:
+    pop: _Population
+    cfg: SyntheticConfig
+    legit: _Rows
+    tools: _FraudTools
+
+    def victims(self, rng: np.random.Generator, n: int) -> I64:
+        return rng.integers(0, len(self.pop.card_owner), n).astype(np.int64)
+
+    def times(self, rng: np.random.Generator, n: int) -> I64:
+        span = self.cfg.days * DAY_S
+        return self.cfg.start_time + rng.integers(2 * DAY_S, span - 3600, n).astype(np.int64)
+
+    def fraud_places(self, rng: np.random.Generator, n: int) -> tuple[F64, F64, I64]:
+        city = _weighted(rng, _CITY_FRAUD_W, n)
+        lat, lon = _jitter(rng, _CITY_LAT[city], _CITY_LON[city], 0.2)
+        return lat, lon, city
+
+    def online_merchants(self, rng: np.random.Generator, n: int, *, high_value: bool = False,
+                         cheap_currency: bool = False) -> I64:  # fmt: skip
+        """Online merchants, uniformly; optionally only high-value shops or those whose currency unit is
+        worth at least half a dollar (so that "small" means under 5.00)."""
+        cat = self.pop.m_cat
+        ok = _CAT_ONLINE[cat]
+        if high_value:
+            ok = ok & _CAT_HIGH[cat]
+        if cheap_currency:
+            ok = ok & (_CITY_FX[self.pop.m_city] < 2.0)
+        chosen = np.flatnonzero(ok)
+        if len(chosen) == 0:
+            chosen = np.flatnonzero(_CAT_ONLINE[cat])
+        return chosen[rng.integers(0, len(chosen), n)].astype(np.int64)
+
+    def shops_for(self, rng: np.random.Generator, card: I64) -> I64:
+        """Online merchants for fraud on ``card``: half in the card holder's country (as fraudsters do to
+        look domestic), half anywhere."""
+        domestic = self.pop.online.draw(rng, self.pop.home_city[self.pop.card_owner[card]])
+        return np.where(rng.random(len(card)) < 0.5, domestic, self.online_merchants(rng, len(card)))
+
+    def typical(self, card: I64) -> F64:
+        return self.pop.typical_usd[self.pop.card_owner[card]]
+
+
+@dataclass(frozen=True, slots=True)
+class _Episodes:
+    """Rows grouped into episodes: which episode each row is in, and its position there."""
+
+    episode: I64
+    position: I64
+    n_episodes: int
+
+    @classmethod
+    def draw(cls, rng: np.random.Generator, n_rows: int, min_len: int, max_len: int) -> _Episodes:
+        n_ep = -(-n_rows // min_len)
+        lengths = rng.integers(min_len, max_len + 1, n_ep)
+        episode = np.repeat(np.arange(n_ep), lengths)[:n_rows]
+        first = _counts_to_first(lengths)
+        return cls(episode, np.arange(n_rows) - first[episode], n_ep)
+
+    def offsets(self, gaps: F64) -> I64:
+        """Seconds since the episode's first row, from the gap before each row (ignored for the first)."""
+        g = np.where(self.position == 0, 0.0, gaps)
+        cum = np.cumsum(g)
+        since_first: F64 = cum - cum[np.flatnonzero(self.position == 0)][self.episode]
+        return np.floor(since_first).astype(np.int64)
+
+
+def _fraud_rows(kind: FraudType, **cols: npt.NDArray[np.generic]) -> _Rows:
+    n = len(cols["time"])
+    return _Rows(fraud_type=np.full(n, int(kind), np.int64), **cols)  # type: ignore[arg-type]
+
+
+def _online_fraud(rng: np.random.Generator, n: int, located: float, lat: F64, lon: F64) -> tuple[F64, F64]:
+    keep = rng.random(n) < located
+    return np.where(keep, lat, np.nan), np.where(keep, lon, np.nan)
+
+
+def _card_testing(rng: np.random.Generator, ctx: _FraudContext, n: int) -> _Rows:
+    ep = _Episodes.draw(rng, n, 6, 20)
+    e = ep.episode
+    card, t0 = ctx.victims(rng, ep.n_episodes)[e], ctx.times(rng, ep.n_episodes)[e]
+    time = t0 + ep.offsets(rng.exponential(20.0, n) + 1.0)
+    merchant = ctx.online_merchants(rng, ep.n_episodes, cheap_currency=True)[e]
+    amount = rng.uniform(0.5, 4.99, n) / _CITY_FX[ctx.pop.m_city[merchant]]
+    pool = ctx.tools.pool_devices
+    dev_ep = np.where(rng.random(ep.n_episodes) < 0.5, pool[rng.integers(0, len(pool), ep.n_episodes)],
+                      _fresh_ids(ctx.pop.n_devices_total, ep.n_episodes, salt=3))  # fmt: skip
+    ip = ctx.tools.ips[rng.integers(0, len(ctx.tools.ips), ep.n_episodes)][e]
+    f_lat, f_lon, _ = ctx.fraud_places(rng, ep.n_episodes)
+    lat, lon = _online_fraud(rng, n, 0.3, f_lat[e], f_lon[e])
+    return _fraud_rows(FraudType.CARD_TESTING, time=time, card=card, merchant=merchant, amount_usd=amount,
+                       device=dev_ep[e], ip=ip, lat=lat, lon=lon, channel=np.full(n, pb.CHANNEL_ECOMMERCE),
+                       entry_mode=np.full(n, pb.ENTRY_MODE_MANUAL))  # fmt: skip
+
+
+def _high_velocity(rng: np.random.Generator, ctx: _FraudContext, n: int) -> _Rows:
+    ep = _Episodes.draw(rng, n, 4, 10)
+    e = ep.episode
+    card, t0 = ctx.victims(rng, ep.n_episodes)[e], ctx.times(rng, ep.n_episodes)[e]
+    time = t0 + ep.offsets(rng.exponential(240.0, n) + 20.0)
+    amount = ctx.typical(card) * rng.uniform(1.0, 3.5, n)
+    device = _fresh_ids(ctx.pop.n_devices_total, ep.n_episodes, salt=4)[e]
+    ip = ctx.tools.ips[rng.integers(0, len(ctx.tools.ips), ep.n_episodes)][e]
+    f_lat, f_lon, _ = ctx.fraud_places(rng, ep.n_episodes)
+    lat, lon = _online_fraud(rng, n, 0.4, f_lat[e], f_lon[e])
+    channel = np.where(rng.random(n) < 0.7, pb.CHANNEL_ECOMMERCE, pb.CHANNEL_IN_APP)
+    entry = np.where(channel == pb.CHANNEL_IN_APP, pb.ENTRY_MODE_WALLET, pb.ENTRY_MODE_MANUAL)
+    return _fraud_rows(FraudType.HIGH_VELOCITY, time=time, card=card, merchant=ctx.shops_for(rng, card),
+                       amount_usd=amount, device=device, ip=ip, lat=lat, lon=lon, channel=channel,
+                       entry_mode=entry)  # fmt: skip
+
+
+def _amount_spike(rng: np.random.Generator, ctx: _FraudContext, n: int) -> _Rows:
+    ep = _Episodes.draw(rng, n, 1, 2)
+    e = ep.episode
+    card, t0 = ctx.victims(rng, ep.n_episodes)[e], ctx.times(rng, ep.n_episodes)[e]
+    time = t0 + ep.offsets(rng.uniform(120.0, 1800.0, n))
+    merchant = ctx.pop.high_value_stores.draw(rng, ctx.pop.home_city[ctx.pop.card_owner[card]])
+    amount = ctx.typical(card) * rng.uniform(5.0, 30.0, n)
+    return _fraud_rows(FraudType.AMOUNT_SPIKE, time=time, card=card, merchant=merchant, amount_usd=amount,
+                       device=np.full(n, _NO), ip=np.full(n, _NO), lat=ctx.pop.m_lat[merchant],
+                       lon=ctx.pop.m_lon[merchant], channel=np.full(n, pb.CHANNEL_CARD_PRESENT),
+                       entry_mode=_card_present_entry(rng, n))  # fmt: skip
+
+
+def _account_takeover(rng: np.random.Generator, ctx: _FraudContext, n: int) -> _Rows:
+    ep = _Episodes.draw(rng, n, 1, 3)
+    e = ep.episode
+    card, t0 = ctx.victims(rng, ep.n_episodes)[e], ctx.times(rng, ep.n_episodes)[e]
+    time = t0 + ep.offsets(rng.uniform(60.0, 1200.0, n))
+    merchant = ctx.online_merchants(rng, n, high_value=True)
+    amount = ctx.typical(card) * rng.uniform(1.5, 12.0, n)
+    pool = ctx.tools.pool_devices
+    device = np.where(rng.random(ep.n_episodes) < 0.3, pool[rng.integers(0, len(pool), ep.n_episodes)],
+                      _fresh_ids(ctx.pop.n_devices_total, ep.n_episodes, salt=5))[e]  # fmt: skip
+    ip = ctx.tools.ips[rng.integers(0, len(ctx.tools.ips), ep.n_episodes)][e]
+    f_lat, f_lon, _ = ctx.fraud_places(rng, ep.n_episodes)
+    lat, lon = _online_fraud(rng, n, 0.7, f_lat[e], f_lon[e])
+    return _fraud_rows(FraudType.ACCOUNT_TAKEOVER, time=time, card=card, merchant=merchant, amount_usd=amount,
+                       device=device, ip=ip, lat=lat, lon=lon, channel=np.full(n, pb.CHANNEL_ECOMMERCE),
+                       entry_mode=np.full(n, pb.ENTRY_MODE_CARD_ON_FILE))  # fmt: skip
+
+
+def _impossible_travel(rng: np.random.Generator, ctx: _FraudContext, n: int) -> _Rows:
+    """A clone used in a far city minutes after the genuine card paid in a store."""
+    ep = _Episodes.draw(rng, n, 1, 3)
+    e = ep.episode
+    legit = ctx.legit
+    anchors = np.flatnonzero(legit.channel == pb.CHANNEL_CARD_PRESENT)
+    if len(anchors) == 0:
+        anchors = np.arange(len(legit))
+    anchor = anchors[rng.integers(0, len(anchors), ep.n_episodes)]
+    a_lat = np.nan_to_num(legit.lat[anchor], nan=0.0)
+    a_lon = np.nan_to_num(legit.lon[anchor], nan=0.0)
+    far = _haversine_km(a_lat[:, None], a_lon[:, None], _CITY_LAT[None, :], _CITY_LON[None, :]) > 1500.0
+    weights = np.where(far, _CITY_HOME_W[None, :] + _CITY_FRAUD_W[None, :], 0.0)
+    u = rng.random(ep.n_episodes)[:, None] * weights.sum(axis=1, keepdims=True)
+    city = np.minimum(np.argmax(np.cumsum(weights, axis=1) > u, axis=1), len(_CITIES) - 1)
+    t0 = legit.time[anchor] + rng.integers(600, 7200, ep.n_episodes)
+    time = t0[e] + ep.offsets(rng.uniform(120.0, 1500.0, n))
+    merchant = ctx.pop.stores.draw(rng, city[e].astype(np.int64))
+    card = legit.card[anchor][e]
+    entry = np.where(rng.random(n) < 0.7, pb.ENTRY_MODE_MAGSTRIPE, pb.ENTRY_MODE_CHIP)
+    return _fraud_rows(FraudType.IMPOSSIBLE_TRAVEL, time=time, card=card, merchant=merchant,
+                       amount_usd=ctx.typical(card) * rng.uniform(1.0, 6.0, n), device=np.full(n, _NO),
+                       ip=np.full(n, _NO), lat=ctx.pop.m_lat[merchant], lon=ctx.pop.m_lon[merchant],
+                       channel=np.full(n, pb.CHANNEL_CARD_PRESENT), entry_mode=entry)  # fmt: skip
+
+
+def _compromised_merchant(rng: np.random.Generator, ctx: _FraudContext, n: int) -> _Rows:
+    card = ctx.victims(rng, n)
+    merchant = ctx.tools.compromised[rng.integers(0, len(ctx.tools.compromised), n)]
+    pool = ctx.tools.pool_devices
+    device = np.where(rng.random(n) < 0.5, pool[rng.integers(0, len(pool), n)],
+                      _fresh_ids(ctx.pop.n_devices_total, n, salt=6))  # fmt: skip
+    f_lat, f_lon, _ = ctx.fraud_places(rng, n)
+    lat, lon = _online_fraud(rng, n, 0.3, f_lat, f_lon)
+    return _fraud_rows(FraudType.COMPROMISED_MERCHANT, time=ctx.times(rng, n), card=card, merchant=merchant,
+                       amount_usd=ctx.typical(card) * rng.uniform(0.5, 2.5, n), device=device,
+                       ip=ctx.tools.ips[rng.integers(0, len(ctx.tools.ips), n)], lat=lat, lon=lon,
+                       channel=np.full(n, pb.CHANNEL_ECOMMERCE),
+                       entry_mode=np.full(n, pb.ENTRY_MODE_MANUAL))  # fmt: skip
+
+
+def _known_bad_device(rng: np.random.Generator, ctx: _FraudContext, n: int) -> _Rows:
+    card = ctx.victims(rng, n)
+    bad = ctx.tools.bad_devices
+    f_lat, f_lon, _ = ctx.fraud_places(rng, n)
+    lat, lon = _online_fraud(rng, n, 0.3, f_lat, f_lon)
+    return _fraud_rows(FraudType.KNOWN_BAD_DEVICE, time=ctx.times(rng, n), card=card,
+                       merchant=ctx.shops_for(rng, card), amount_usd=ctx.typical(card) * rng.uniform(0.8, 3.0, n),
+                       device=bad[rng.integers(0, len(bad), n)],
+                       ip=ctx.tools.ips[rng.integers(0, len(ctx.tools.ips), n)], lat=lat, lon=lon,
+                       channel=np.full(n, pb.CHANNEL_ECOMMERCE),
+                       entry_mode=np.full(n, pb.ENTRY_MODE_MANUAL))  # fmt: skip
+
+
+_SCENARIOS = {
+    FraudType.CARD_TESTING: _card_testing,
+    FraudType.HIGH_VELOCITY: _high_velocity,
+    FraudType.AMOUNT_SPIKE: _amount_spike,
+    FraudType.ACCOUNT_TAKEOVER: _account_takeover,
+    FraudType.IMPOSSIBLE_TRAVEL: _impossible_travel,
+    FraudType.COMPROMISED_MERCHANT: _compromised_merchant,
+    FraudType.KNOWN_BAD_DEVICE: _known_bad_device,
+}
+
+
+def _split_rows(n_fraud: int, shares: dict[FraudType, float]) -> dict[FraudType, int]:
+    """Fraud rows per scenario, summing exactly to ``n_fraud`` (largest remainders)."""
+    raw = {k: n_fraud * v for k, v in shares.items()}
+    counts = {k: math.floor(v) for k, v in raw.items()}
+    for k in sorted(raw, key=lambda k: (counts[k] - raw[k], int(k)))[: n_fraud - sum(counts.values())]:
+        counts[k] += 1
+    counts[FraudType.NONE] = 0
+    return counts
+
+
+def _haversine_km(lat1: F64, lon1: F64, lat2: F64, lon2: F64) -> F64:
+    p1, p2 = np.radians(lat1), np.radians(lat2)
+    a = np.sin((p2 - p1) / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(np.radians(lon2 - lon1) / 2) ** 2
+    return np.asarray(2.0 * 6371.0088 * np.arcsin(np.minimum(1.0, np.sqrt(a))), np.float64)
+
+
+# --- columns --------------------------------------------------------------------------------
+
+
+def _mix64(index: I64, seed: int, kind: int) -> npt.NDArray[np.uint64]:
+    """A bijective 64-bit mix (splitmix64's finaliser) of ``index`` salted by seed and kind."""
+    x = index.astype(np.uint64) + np.uint64(((seed * 0x9E3779B1 + kind * 0x85EBCA77) & 0xFFFFFF) << 40)
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+def _hex_ids(prefix: str) -> Callable[[I64, int, int], S]:
+    def render(index: I64, seed: int, kind: int) -> S:
+        return np.array([f"{prefix}{v:016x}" for v in _mix64(index, seed, kind).tolist()], dtype=np.str_)
+
+    return render
+
+
+def _ipv4(index: I64, seed: int, kind: int) -> S:
+    raw = (_mix64(index, seed, kind) >> np.uint64(32)).astype(np.int64)
+    octets = [11 + (raw >> 24) % 212, (raw >> 16) & 255, (raw >> 8) & 255, 1 + (raw & 255) % 254]
+    return np.array(["{}.{}.{}.{}".format(*o) for o in zip(*(p.tolist() for p in octets), strict=True)],
+                    dtype=np.str_)  # fmt: skip
+
+
+def _render(index: I64, render: Callable[[I64, int, int], S], seed: int, kind: int) -> S:
+    """Strings for integer references, each distinct one rendered once; -1 becomes ''."""
+    uniq, inverse = np.unique(index, return_inverse=True)
+    table = np.where(uniq >= 0, render(np.maximum(uniq, 0), seed, kind), "")
+    return np.asarray(table[inverse], dtype=np.str_)
+
+
+def _to_columns(rows: _Rows, pop: _Population, cfg: SyntheticConfig, rng: np.random.Generator) -> SyntheticPayments:
+    order = np.argsort(rows.time, kind="stable")
+    r = _Rows(*(getattr(rows, f.name)[order] for f in fields(_Rows)))
+    n, seed = len(r), cfg.seed
+    city = pop.m_city[r.merchant]
+    currency = np.array([c.currency for c in _CITIES], dtype=np.str_)[city]
+    unit = np.array([MINOR_UNIT[c.currency] for c in _CITIES])[city]
+    amount_minor = np.maximum(1, np.round(r.amount_usd * _CITY_FX[city] / unit)).astype(np.int64)
+    is_fraud = r.fraud_type != FraudType.NONE
+    lo, hi = cfg.label_delay_days
+    delay = np.round(rng.uniform(lo, hi, n) * DAY_S)
+    label_time = np.where(is_fraud, r.time + delay, np.inf)
+    n_cards = len(pop.card_owner)
+    card_rng = np.random.default_rng([seed, 0xCA2D])
+    bins = np.array([f"{b:06d}" for b in card_rng.integers(400_000, 560_000, n_cards).tolist()], dtype=np.str_)
+    last4 = np.array([f"{d:04d}" for d in card_rng.integers(0, 10_000, n_cards).tolist()], dtype=np.str_)
+    return SyntheticPayments(
+        transaction_id=np.char.add(f"tx_{seed:x}_", np.arange(n).astype(np.str_)),
+        event_time=r.time.astype(np.int64),
+        amount_minor=amount_minor,
+        currency=currency,
+        card_token=_render(r.card, _hex_ids("tok_"), seed, 1),
+        card_bin=bins[r.card],
+        card_last4=last4[r.card],
+        customer_id=_render(pop.card_owner[r.card], _hex_ids("cus_"), seed, 2),
+        merchant_id=_render(r.merchant, _hex_ids("mer_"), seed, 3),
+        mcc=_CAT_MCC[pop.m_cat[r.merchant]].astype(np.int32),
+        merchant_country=np.array([c.country for c in _CITIES], dtype=np.str_)[city],
+        device_id=_render(r.device, _hex_ids("dev_"), seed, 4),
+        ip_address=_render(r.ip, _ipv4, seed, 5),
+        latitude=r.lat.astype(np.float64),
+        longitude=r.lon.astype(np.float64),
+        channel=r.channel.astype(np.int32),
+        entry_mode=r.entry_mode.astype(np.int32),
+        is_fraud=is_fraud,
+        fraud_type=r.fraud_type.astype(np.int8),
+        label_time=label_time.astype(np.float64),
+    )
