@@ -116,7 +116,7 @@ def run_parameters(args: argparse.Namespace) -> list[RunParameters]:
     out = []
     for rpc in rpcs:
         batch = 1 if rpc == "score" else args.batch_size or _DEFAULT_BATCH[rpc]
-        label = "unary" if rpc == "score" else f"{rpc} batch {batch}"
+        label = {"score": "unary", "stream": f"stream batch {batch}", "batch": f"batch {batch}"}[rpc]
         out.append(run(f"{label}, {args.mode}", rpc, args.mode, batch))
     return out
 
