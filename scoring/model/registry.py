@@ -12,11 +12,14 @@ import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
+
 from fraudguard.errors import BundleError
 from scoring.model.bundle import ModelBundle, check_version, fsync_dir, load_bundle
 from scoring.model.runtime import ActiveModel, ModelRuntime
 
 PROMOTED_FILE = "PROMOTED"
+_WARM_UP_REASONS = 3
 
 log = logging.getLogger("fraudguard.scoring")
 
@@ -87,6 +90,11 @@ def load_promoted(models_dir: Path, threads: int = 1) -> ActiveModel:
 
 
 def activate(path: Path, threads: int = 1) -> ActiveModel:
-    """Load the bundle at ``path`` and its runtime, ready to serve."""
+    """Load the bundle at ``path`` and its runtime, warmed up: the first request must not pay for
+    onnxruntime's first-run allocations or for loading the Numba kernels from their cache."""
     bundle = load_bundle(path)
-    return ActiveModel(bundle, ModelRuntime.load(bundle, threads), datetime.now(UTC))
+    runtime = ModelRuntime.load(bundle, threads)
+    sample = np.zeros((1, runtime.n_features), dtype=np.float32)
+    runtime.predict(sample)
+    runtime.top_reasons(sample, min(_WARM_UP_REASONS, runtime.n_features))
+    return ActiveModel(bundle, runtime, datetime.now(UTC))

@@ -1,4 +1,4 @@
-"""Hot swap: notice a newly promoted bundle, load and warm it off the event loop, hand it over.
+"""Hot swap: notice a newly promoted bundle, load and warm it up off the event loop, hand it over.
 
 A bundle that fails to load is logged and skipped; the old model keeps serving, and the
 same version is not tried again until PROMOTED changes.
@@ -11,8 +11,6 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
-
 from fraudguard.errors import BundleError
 from scoring.model.registry import activate, promoted_version
 from scoring.model.runtime import ActiveModel
@@ -20,8 +18,6 @@ from scoring.model.runtime import ActiveModel
 __all__ = ["ActiveModel", "ModelWatcher"]
 
 log = logging.getLogger("fraudguard.scoring")
-
-_WARM_UP_REASONS = 3
 
 
 class ModelWatcher:
@@ -95,37 +91,26 @@ class ModelWatcher:
             if version == self._failed and not explicit:
                 return None
             try:
-                model = await asyncio.to_thread(self._load, version)
-            except BundleError as exc:
-                self._failure(version, exc, explicit)
-                return None
-            try:
+                model = await asyncio.to_thread(activate, self._models_dir / version, self._threads)
                 self._on_new_model(model)
             except Exception as exc:
-                self._failed = version
-                log.exception("swapping in the new model failed; keeping the current model",
-                              extra={"promoted": version, "model_version": self._current, "error": str(exc)})
-                if explicit:
-                    raise
+                self._failure(version, exc, explicit)
                 return None
             self._current, self._failed = version, None
-            log.info("new model bundle loaded", extra={"model_version": version, "models_dir": str(self._models_dir)})
+            log.debug("promoted model bundle swapped in", extra={"model_version": version})
             return model
 
-    def _failure(self, key: str, exc: BundleError, explicit: bool) -> None:
-        """Log a bundle that cannot be served (once per PROMOTED content); re-raise if asked explicitly."""
+    def _failure(self, key: str, exc: Exception, explicit: bool) -> None:
+        """Log what PROMOTED names but cannot be served (once per PROMOTED content); re-raise if asked explicitly.
+
+        A ``BundleError`` is the bundle's fault and its message says why; anything else (a bug, the
+        callback failing) is logged with its traceback.
+        """
         if key != self._failed or explicit:
             log.error("promoted model bundle not loaded; keeping the current model",
+                      exc_info=None if isinstance(exc, BundleError) else exc,
                       extra={"models_dir": str(self._models_dir), "promoted": key,
                              "model_version": self._current, "error": str(exc)})
         self._failed = key
         if explicit:
             raise exc
-
-    def _load(self, version: str) -> ActiveModel:
-        """Load and warm up (first calls allocate and touch every tree) a bundle; runs in a worker thread."""
-        model = activate(self._models_dir / version, self._threads)
-        sample = np.zeros((1, model.runtime.n_features), dtype=np.float32)
-        model.runtime.predict(sample)
-        model.runtime.top_reasons(sample, min(_WARM_UP_REASONS, model.runtime.n_features))
-        return model
