@@ -37,7 +37,11 @@ def booster() -> lgb.Booster:
 @pytest.fixture(scope="module")
 def runtime(booster: lgb.Booster, tmp_path_factory: pytest.TempPathFactory) -> ModelRuntime:
     models_dir: Path = tmp_path_factory.mktemp("models")
-    return ModelRuntime.load(make_bundle(models_dir, "bench", booster=booster), threads=1)
+    runtime = ModelRuntime.load(make_bundle(models_dir, "bench", booster=booster), threads=1)
+    warm = random_features(1, seed=1)  # first calls load the Numba kernels and size onnxruntime's buffers
+    runtime.predict(warm)
+    runtime.top_reasons(warm, TOP_K)
+    return runtime
 
 
 def _batches(n: int) -> Iterator[npt.NDArray[np.float32]]:
