@@ -180,3 +180,15 @@ def test_unusable_snapshots_are_refused(tmp_path: Path) -> None:
     with pytest.raises(SnapshotError, match="feature schema"):
         FeatureEngine.load(other)
     assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_bytes_per_card_within_budget_and_as_documented() -> None:
+    from scoring.features import BYTES_PER_CARD, BYTES_PER_ENTITY
+
+    engine = FeatureEngine(EngineCapacity(cards=1024, entities=8, recent_transactions=8))
+    small = FeatureEngine(EngineCapacity(cards=8, entities=8, recent_transactions=8))
+    measured = (engine.stats().state_bytes - small.stats().state_bytes) / (1024 - 8)
+    assert measured == BYTES_PER_CARD <= 2048
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert f"| card | **{BYTES_PER_CARD:,}** |" in readme
+    assert f"| customer / device / IP / merchant | {BYTES_PER_ENTITY:,} |" in readme
