@@ -11,7 +11,6 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -37,7 +36,7 @@ _IP = re.compile(r"[0-9A-Fa-f:.]{2,45}")
 _DIGITS = re.compile(r"[0-9]+")
 _COUNTRY = re.compile(r"[A-Z]{2}")
 
-_key = lru_cache(maxsize=1 << 20)(entity_key)
+_key = entity_key
 _FEATURE_NAMES = tuple(f.name for f in FEATURES)
 
 

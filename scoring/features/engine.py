@@ -18,7 +18,7 @@ from fraudguard.errors import FraudguardError
 from scoring.features import kernels, layout, schema
 from scoring.features.batch import TransactionBatch
 
-_SNAPSHOT_FORMAT = 2
+_SNAPSHOT_FORMAT = 3  # 3: XXH3 entity keys
 
 
 class SnapshotError(FraudguardError):

@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
-import hashlib
+import xxhash
+
+_xxh3 = xxhash.xxh3_64_intdigest
+_SIGN = 1 << 63
+_WRAP = 1 << 64
 
 
 def entity_key(value: str) -> int:
-    """Signed 64-bit key of a non-empty id; ``0`` is reserved for "not given"."""
+    """Signed 64-bit key of a non-empty id (XXH3-64 of its UTF-8); ``0`` is reserved for "not given".
+
+    Non-cryptographic on purpose: ~0.2 µs, six times per transaction on the hot path. Keys
+    only address entity state; a collision merges two entities' velocity, nothing more.
+    """
     if not value:
         return 0
-    key = int.from_bytes(hashlib.blake2b(value.encode(), digest_size=8).digest(), "little", signed=True)
-    return key or 1
+    key = _xxh3(value.encode())
+    return (key - _WRAP if key >= _SIGN else key) or 1
 
 
 def country_code(alpha2: str) -> int:
