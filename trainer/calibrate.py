@@ -51,7 +51,8 @@ def calibrate_thresholds(y: B, p: F64, targets: OperatingTargets | None = None) 
     Block: the lowest threshold whose blocked set has the target precision (with at least
     ``min_block_alerts`` payments) and stays within ``block_rate``, else one above every
     score (never block). Review and challenge: the lowest thresholds within their rates,
-    capped so that ``0 < challenge <= review <= block <= 1`` always holds.
+    capped so that ``0 < challenge <= review <= block <= 1`` always holds (so a score of
+    exactly 1.0 is always blocked).
     """
     t = targets or OperatingTargets()
     if len(p) == 0 or len(p) != len(y):

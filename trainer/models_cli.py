@@ -1,8 +1,8 @@
 """``fraudguard models``: list, show and promote model bundles; build the demo bundle.
 
-Exit codes (``fraudguard.exit_codes``): 0 done; 2 bad command line; 30 no bundle with that
-version; 31 the bundle (or the demo being built) is malformed, fails its parity check or
-does not match the feature schema.
+Exit codes (``fraudguard.exit_codes``): 0 done; 2 bad command line (or too little demo data
+to train on); 30 no bundle with that version; 31 the bundle (or the demo being built) is
+malformed, fails its parity check or does not match the feature schema.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from fraudguard.errors import BundleError, NotFoundError
+from fraudguard.errors import BundleError, NotFoundError, ValidationError
 from fraudguard.exit_codes import ExitCode
 from fraudguard.settings import ENV_PREFIX
 from scoring.model import ModelBundle, list_bundles, load_bundle, promote, promoted_version
@@ -37,6 +37,9 @@ def main(argv: list[str]) -> int:
     except BundleError as exc:
         _error(str(exc))
         return int(ExitCode.BAD_MODEL_BUNDLE)
+    except ValidationError as exc:  # e.g. too few --transactions to train on
+        _error(str(exc))
+        return int(ExitCode.USAGE)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -58,6 +61,8 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--if-missing", action="store_true",
                       help="do nothing when the promoted bundle loads (as 'make run' does)")
     demo.add_argument("--seed", type=int, default=7, help="seed of the synthetic data and of training (default 7)")
+    demo.add_argument("--transactions", type=_positive_int, default=None, metavar="N",
+                      help="synthetic payments to train on (default 60000; fewer is faster and weaker)")
     demo.set_defaults(run=_demo)
 
     listing = commands.add_parser("list", parents=[data_dir], help="list the bundles, newest first",
@@ -88,7 +93,8 @@ def _demo(args: argparse.Namespace) -> int:
     from trainer.demo import build_demo_bundle  # heavy imports (LightGBM, ONNX) only when building
 
     print(f"building a demo model bundle in {models_dir} ...", file=sys.stderr)
-    bundle = build_demo_bundle(models_dir, seed=args.seed, progress=sys.stderr.isatty())
+    size = {} if args.transactions is None else {"n_transactions": args.transactions}
+    bundle = build_demo_bundle(models_dir, seed=args.seed, progress=sys.stderr.isatty(), **size)
     m = bundle.manifest
     print(f"built and promoted {m.version}: AUC {m.metrics['auc']:.4f}, AP {m.metrics['average_precision']:.4f}")
     return int(ExitCode.SUCCESS)
@@ -165,6 +171,13 @@ def _load(models_dir: Path, version: str) -> ModelBundle:
 def _metric(metrics: Mapping[str, float], name: str) -> str:
     value = metrics.get(name)
     return "-" if value is None else f"{value:.4f}"
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def _error(message: str) -> None:
