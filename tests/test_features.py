@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -22,7 +23,7 @@ SMALL = EngineCapacity(cards=1024, entities=1024, recent_transactions=1024)
 def tx_batch(rows: list[dict[str, object]]) -> TransactionBatch:
     """Rows with keys t, amount, card and optional customer, merchant, device, ip, country, lat, lon."""
 
-    def col(name: str, default: object) -> list[object]:
+    def col(name: str, default: object) -> list[Any]:
         return [r.get(name, default) for r in rows]
 
     def keys(name: str) -> list[int]:

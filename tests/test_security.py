@@ -45,7 +45,9 @@ def test_tokenize_is_deterministic_per_key_and_keeps_no_pan() -> None:
     assert PanTokenizer(b"b" * 32).tokenize(VISA).token != ref.token
 
 
-@pytest.mark.parametrize("pan", ["", "4111", "4111111111111112", "41111111111111111111", "4111x11111111111", "٤١١١١١١١١١١١١١١١"])
+@pytest.mark.parametrize(
+    "pan", ["", "4111", "4111111111111112", "41111111111111111111", "4111x11111111111", "٤١١١١١١١١١١١١١١١"]
+)
 def test_bad_pans_are_refused_without_echoing_them(pan: str) -> None:
     with pytest.raises(ValidationError) as info:
         PanTokenizer(b"k" * 32).tokenize(pan)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
@@ -40,14 +41,16 @@ async def test_hot_swap_under_load_fails_no_call(scoring_server: ScoringServer, 
         i = 0
         while not stop.is_set():
             try:
-                r = await stub.Score(scoring_pb2.ScoreRequest(transaction=make_transaction(k * 100_000 + i)), timeout=10)
+                r = await stub.Score(
+                    scoring_pb2.ScoreRequest(transaction=make_transaction(k * 100_000 + i)), timeout=10
+                )
                 versions.append(r.decision.model_version)
             except grpc.aio.AioRpcError as exc:
                 failures.append(exc)
             i += 1
 
     async def stream_client() -> None:
-        async def requests():  # type: ignore[no-untyped-def]
+        async def requests() -> AsyncIterator[scoring_pb2.ScoreStreamRequest]:
             i = 0
             while not stop.is_set():
                 yield scoring_pb2.ScoreStreamRequest(transactions=[make_transaction(900_000 + i + k) for k in range(8)])
@@ -97,10 +100,11 @@ async def test_bundle_with_wrong_schema_is_refused_and_old_one_serves(
 
 async def test_hundreds_of_concurrent_streams(stub: Stub) -> None:
     async def one_stream(s: int) -> int:
-        async def requests():  # type: ignore[no-untyped-def]
+        async def requests() -> AsyncIterator[scoring_pb2.ScoreStreamRequest]:
             for m in range(5):
-                yield scoring_pb2.ScoreStreamRequest(transactions=[make_transaction(s * 1000 + m * 10 + k)
-                                                                   for k in range(3)])
+                yield scoring_pb2.ScoreStreamRequest(
+                    transactions=[make_transaction(s * 1000 + m * 10 + k) for k in range(3)]
+                )
 
         answered = 0
         async for response in stub.ScoreStream(requests(), timeout=120):
@@ -120,14 +124,14 @@ def test_expired_deadlines_leave_server_healthy(scoring_target: str) -> None:
         for timeout in (0.0, 1e-6, 1e-4):
             with pytest.raises(grpc.RpcError) as info:
                 stub.ScoreBatch(request, timeout=timeout)
-            assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED  # type: ignore[attr-defined]
+            assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
         assert len(stub.ScoreBatch(request, timeout=30).results) == 500
 
 
 async def test_cancelled_and_expired_streams_leave_server_healthy(stub: Stub) -> None:
     gate = asyncio.Event()
 
-    async def requests():  # type: ignore[no-untyped-def]
+    async def requests() -> AsyncIterator[scoring_pb2.ScoreStreamRequest]:
         for m in range(1000):
             yield scoring_pb2.ScoreStreamRequest(transactions=[make_transaction(m)])
             if m == 3:
@@ -158,18 +162,25 @@ _BAD_FIELDS = {
     "amount_minor": st.one_of(st.integers(max_value=-1), st.integers(min_value=10**15 + 1, max_value=2**63 - 1)),
     "currency": st.text(max_size=6).filter(lambda c: c not in {"EUR", "USD", "GBP", "JPY"} and len(c) != 3),
     "mcc": st.integers(min_value=10_000, max_value=2**32 - 1),
-    "merchant_country": st.text(min_size=1, max_size=5).filter(lambda c: not (len(c) == 2 and c.isupper()
-                                                                               and c.isascii() and c.isalpha())),
-    "ip_address": st.text(min_size=1, max_size=60).filter(lambda s: any(ch not in "0123456789abcdefABCDEF:."
-                                                                        for ch in s)),
+    "merchant_country": st.text(min_size=1, max_size=5).filter(
+        lambda c: not (len(c) == 2 and c.isupper() and c.isascii() and c.isalpha())
+    ),
+    "ip_address": st.text(min_size=1, max_size=60).filter(
+        lambda s: any(ch not in "0123456789abcdefABCDEF:." for ch in s)
+    ),
     "customer_id": st.sampled_from(["y" * 200, "tab\tinside"]),
     "channel": st.integers(min_value=7, max_value=2**31 - 1),
     "entry_mode": st.integers(min_value=7, max_value=2**31 - 1),
-    "latitude": st.one_of(st.floats(min_value=90.0001, max_value=1e300), st.floats(max_value=-90.0001, min_value=-1e300),
-                          st.just(float("nan")), st.just(float("inf"))),
+    "latitude": st.one_of(
+        st.floats(min_value=90.0001, max_value=1e300),
+        st.floats(max_value=-90.0001, min_value=-1e300),
+        st.just(float("nan")),
+        st.just(float("inf")),
+    ),
     "longitude": st.one_of(st.floats(min_value=180.0001, max_value=1e300), st.just(float("nan"))),
-    "event_seconds": st.one_of(st.integers(min_value=-(2**40), max_value=946_684_799),
-                               st.integers(min_value=2**34, max_value=253_402_300_799)),
+    "event_seconds": st.one_of(
+        st.integers(min_value=-(2**40), max_value=946_684_799), st.integers(min_value=2**34, max_value=253_402_300_799)
+    ),
     "card": st.sampled_from(["missing", "empty-token", "bad-bin", "bad-last4", "bad-pan"]),
 }
 
@@ -186,8 +197,12 @@ def _break(tx: transaction_pb2.Transaction, field: str, value: object) -> str:
         if value == "missing":
             tx.ClearField("card")
             return "card"
-        tx.card.token, path = {"empty-token": ("", "card.token"), "bad-bin": ("t", "card.bin"),
-                               "bad-last4": ("t", "card.last4"), "bad-pan": ("t", "card.pan")}[str(value)]
+        tx.card.token, path = {
+            "empty-token": ("", "card.token"),
+            "bad-bin": ("t", "card.bin"),
+            "bad-last4": ("t", "card.last4"),
+            "bad-pan": ("t", "card.pan"),
+        }[str(value)]
         if value == "bad-bin":
             tx.card.bin = "12ab"
         elif value == "bad-last4":
@@ -238,7 +253,7 @@ def test_random_bytes_never_crash_the_server(scoring_target: str, payload: bytes
         try:
             raw(payload, timeout=10)
         except grpc.RpcError as exc:
-            assert exc.code() == grpc.StatusCode.INVALID_ARGUMENT, exc.details()  # type: ignore[attr-defined]
+            assert exc.code() == grpc.StatusCode.INVALID_ARGUMENT, exc.details()
         health = channel.unary_unary("/fraud.v1.ScoringService/GetModelInfo")
         assert health(b"", timeout=10)
 
@@ -248,8 +263,15 @@ def test_random_bytes_never_crash_the_server(scoring_target: str, payload: bytes
 
 def _stream(start: int, n: int, base: float) -> list[transaction_pb2.Transaction]:
     rng = np.random.default_rng(start)
-    return [make_transaction(start + i, card=f"card-{rng.integers(40)}", amount_minor=int(rng.integers(100, 90_000)),
-                             when=base + (start + i) * 7.0) for i in range(n)]
+    return [
+        make_transaction(
+            start + i,
+            card=f"card-{rng.integers(40)}",
+            amount_minor=int(rng.integers(100, 90_000)),
+            when=base + (start + i) * 7.0,
+        )
+        for i in range(n)
+    ]
 
 
 async def _score_all(port: int, txs: list[transaction_pb2.Transaction]) -> list[scoring_pb2.Decision]:
@@ -284,11 +306,28 @@ async def test_restart_restores_state_and_gives_identical_features(tmp_path: Pat
         without_restart = await _score_all(continuous.port, second)
         assert [d.score for d in after_restart] == [d.score for d in without_restart]
         assert [[(r.feature, r.value) for r in d.reasons] for d in after_restart] == [
-            [(r.feature, r.value) for r in d.reasons] for d in without_restart]
-        probe = TransactionBatch(["p"], [base + 10_000], [42.0], [1], [0], [0], [0], [0], [0], [0], [0], [0],
-                                 [float("nan")], [float("nan")], [7])
-        np.testing.assert_array_equal(restarted.scorer.engine.copy().process(probe),
-                                      continuous.scorer.engine.copy().process(probe))
+            [(r.feature, r.value) for r in d.reasons] for d in without_restart
+        ]
+        probe = TransactionBatch(
+            ["p"],
+            [base + 10_000],
+            [42.0],
+            [1],
+            [0],
+            [0],
+            [0],
+            [0],
+            [0],
+            [0],
+            [0],
+            [0],
+            [float("nan")],
+            [float("nan")],
+            [7],
+        )
+        np.testing.assert_array_equal(
+            restarted.scorer.engine.copy().process(probe), continuous.scorer.engine.copy().process(probe)
+        )
         assert restarted.scorer.engine.stats().cards_tracked == continuous.scorer.engine.stats().cards_tracked
     finally:
         await restarted.stop(grace=1.0)

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from typing import TypeVar
+
 import grpc
 import pytest
+from google.protobuf.descriptor_pool import DescriptorPool
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
-from google.protobuf.descriptor_pool import DescriptorPool
 
 from fraudguard.proto.fraud.v1 import scoring_pb2, scoring_pb2_grpc, transaction_pb2
 from scoring.features import FEATURE_NAMES, N_FEATURES
 from scoring.server import ScoringServer
 from tests.conftest import MODEL_VERSION, make_transaction
 
+T = TypeVar("T")
 Stub = scoring_pb2_grpc.ScoringServiceStub
 ACTIONS = {scoring_pb2.ACTION_ALLOW, scoring_pb2.ACTION_CHALLENGE, scoring_pb2.ACTION_REVIEW, scoring_pb2.ACTION_BLOCK}
 
@@ -102,7 +106,7 @@ async def test_score_batch_limit(stub: Stub, scoring_server: ScoringServer) -> N
 
 
 async def test_score_stream_pipelines_and_keeps_ids(stub: Stub) -> None:
-    async def requests():  # type: ignore[no-untyped-def]
+    async def requests() -> AsyncIterator[scoring_pb2.ScoreStreamRequest]:
         for m in range(20):
             txs = [make_transaction(m * 10 + k) for k in range(m % 4 + 1)]
             if m == 5:
@@ -122,7 +126,7 @@ async def test_score_stream_pipelines_and_keeps_ids(stub: Stub) -> None:
     assert seen == 20
 
 
-async def _enumerate(call):  # type: ignore[no-untyped-def]
+async def _enumerate(call: AsyncIterator[T]) -> AsyncIterator[tuple[int, T]]:
     i = 0
     async for item in call:
         yield i, item
@@ -134,7 +138,10 @@ async def test_get_model_info(stub: Stub) -> None:
     assert info.model_version == MODEL_VERSION
     assert [f.name for f in info.features] == list(FEATURE_NAMES) and len(info.features) == N_FEATURES
     assert [t.action for t in info.thresholds] == [
-        scoring_pb2.ACTION_CHALLENGE, scoring_pb2.ACTION_REVIEW, scoring_pb2.ACTION_BLOCK]
+        scoring_pb2.ACTION_CHALLENGE,
+        scoring_pb2.ACTION_REVIEW,
+        scoring_pb2.ACTION_BLOCK,
+    ]
     assert [t.min_score for t in info.thresholds] == pytest.approx([0.3, 0.6, 0.9])
     assert info.loaded_at.seconds > 0 and info.metrics["auc"] == pytest.approx(0.91)
 
@@ -145,8 +152,10 @@ async def test_report_outcome(stub: Stub) -> None:
     assert (await stub.ReportOutcome(fraud, timeout=10)).applied
     unknown = scoring_pb2.ReportOutcomeRequest(transaction_id="never-scored", outcome=scoring_pb2.OUTCOME_FRAUD)
     assert not (await stub.ReportOutcome(unknown, timeout=10)).applied
-    for bad, field in [(scoring_pb2.ReportOutcomeRequest(transaction_id="tx-42"), "outcome"),
-                       (scoring_pb2.ReportOutcomeRequest(outcome=scoring_pb2.OUTCOME_FRAUD), "transaction_id")]:
+    for bad, field in [
+        (scoring_pb2.ReportOutcomeRequest(transaction_id="tx-42"), "outcome"),
+        (scoring_pb2.ReportOutcomeRequest(outcome=scoring_pb2.OUTCOME_FRAUD), "transaction_id"),
+    ]:
         with pytest.raises(grpc.aio.AioRpcError) as info:
             await stub.ReportOutcome(bad, timeout=10)
         assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
@@ -155,8 +164,7 @@ async def test_report_outcome(stub: Stub) -> None:
 
 async def test_undecodable_bytes_are_invalid_argument(scoring_server: ScoringServer) -> None:
     async with grpc.aio.insecure_channel(f"127.0.0.1:{scoring_server.port}") as channel:
-        raw = channel.unary_unary("/fraud.v1.ScoringService/Score", request_serializer=None,
-                                  response_deserializer=None)
+        raw = channel.unary_unary("/fraud.v1.ScoringService/Score", request_serializer=None, response_deserializer=None)
         with pytest.raises(grpc.aio.AioRpcError) as info:
             await raw(b"\xff\xff\xff\xff garbage", timeout=10)
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
