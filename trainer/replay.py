@@ -82,7 +82,7 @@ def batch_from_payments(payments: SyntheticPayments, start: int, stop: int) -> T
 class _Columns:
     """The server's column values of a run of payments, computed once for the whole run."""
 
-    transaction_ids: tuple[str, ...]
+    transaction_ids: npt.NDArray[np.str_]  # made a tuple per batch: a tuple of millions of ids is costly
     event_time: F64
     amount: F64
     card_key: I64
@@ -104,7 +104,7 @@ class _Columns:
         ids = p.transaction_id[rows].tolist()
         unit = _per_unique(p.currency[rows], lambda c: MINOR_UNIT[c], np.float64)
         return cls(
-            transaction_ids=tuple(ids),
+            transaction_ids=p.transaction_id[rows],
             event_time=p.event_time[rows].astype(np.float64),  # whole seconds: Timestamp(seconds, nanos=0)
             amount=p.amount_minor[rows] * unit,  # as serde: amount_minor * MINOR_UNIT[currency]
             card_key=_keys(p.card_token[rows]),
@@ -123,7 +123,7 @@ class _Columns:
 
     def batch(self, lo: int, hi: int) -> TransactionBatch:
         return TransactionBatch(
-            transaction_ids=self.transaction_ids[lo:hi], event_time=self.event_time[lo:hi],
+            transaction_ids=tuple(self.transaction_ids[lo:hi].tolist()), event_time=self.event_time[lo:hi],
             amount=self.amount[lo:hi], card_key=self.card_key[lo:hi], customer_key=self.customer_key[lo:hi],
             merchant_key=self.merchant_key[lo:hi], device_key=self.device_key[lo:hi], ip_key=self.ip_key[lo:hi],
             country_code=self.country_code[lo:hi], mcc=self.mcc[lo:hi], channel=self.channel[lo:hi],
