@@ -39,47 +39,52 @@ from fraudguard.exit_codes import ExitCode
 
 DEFAULT_TARGET = "127.0.0.1:50051"
 _DEFAULT_BATCH = {"score": 1, "stream": 1, "batch": 256}
+DEFAULT_RATE = 1000.0
 SCENARIO_RATE = 2000.0
+_DEFAULT = " (default %(default)s)"
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="fraudguard bench", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(prog="fraudguard bench", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--target", help=f"HOST:PORT of the scoring server (default {DEFAULT_TARGET})")
     p.add_argument("--rpc", choices=("score", "stream", "batch", "all"), default="score",
-                   help="Score (unary), ScoreStream, ScoreBatch, or each of them in turn")
+                   help="Score (unary), ScoreStream, ScoreBatch, or each of them in turn" + _DEFAULT)
     p.add_argument("--mode", choices=("open", "closed"), default="closed",
-                   help="open: fixed send schedule; closed: --concurrency requests in flight")
-    p.add_argument("--rate", type=float, default=1000.0,
-                   help="open loop: request messages per second over all processes (x batch size = tx/s)")
-    p.add_argument("--duration", type=float, default=10.0, help="seconds measured, per run")
-    p.add_argument("--warmup", type=float, default=2.0, help="seconds of load before measuring, per run")
-    p.add_argument("--concurrency", type=int, default=8,
-                   help="closed loop: requests in flight (unary) or streams; open loop: streams")
-    p.add_argument("--pipeline", type=int, default=1, help="closed-loop streams: messages in flight per stream")
+                   help="open: fixed send schedule; closed: --concurrency requests in flight" + _DEFAULT)
+    p.add_argument("--rate", type=float,
+                   help=f"open loop: request messages per second over all processes (x batch size = tx/s); "
+                        f"default {DEFAULT_RATE:g}, or {SCENARIO_RATE:g} for the scenario's open-loop run")
+    p.add_argument("--duration", type=float, default=10.0, help="seconds measured, per run" + _DEFAULT)
+    p.add_argument("--warmup", type=float, default=2.0, help="seconds of load before measuring, per run" + _DEFAULT)
+    p.add_argument("--concurrency", type=int, default=4,
+                   help="closed loop: requests in flight (unary) or streams; open loop: streams" + _DEFAULT)
+    p.add_argument("--pipeline", type=int, default=1,
+                   help="closed-loop streams: messages in flight per stream" + _DEFAULT)
     p.add_argument("--batch-size", type=int, help="transactions per ScoreBatch call or stream message "
                    "(default 1 for score and stream, 256 for batch)")
-    p.add_argument("--processes", type=int, default=1, help="client processes sharing the load")
-    p.add_argument("--timeout", type=float, default=5.0, help="seconds: connect timeout and per-call deadline")
+    p.add_argument("--processes", type=int, default=1, help="client processes sharing the load" + _DEFAULT)
+    p.add_argument("--timeout", type=float, default=5.0, help="seconds: connect timeout, per-call deadline" + _DEFAULT)
     p.add_argument("--pool-size", type=int, default=20_000,
-                   help="distinct transactions built per process before the run (then cycled)")
-    p.add_argument("--seed", type=int, default=7, help="seed of the generated cards, merchants and payments")
+                   help="distinct transactions built per process before the run, then cycled" + _DEFAULT)
+    p.add_argument("--seed", type=int, default=7, help="seed of the generated cards, merchants and payments" + _DEFAULT)
     p.add_argument("--output", type=Path, help="write the full report as JSON here")
     p.add_argument("--tls-ca", type=Path, help="PEM CA bundle: connect with TLS, trusting this CA")
     p.add_argument("--scenario", choices=("all",),
-                   help="all: the README table (unary closed, unary open at 2000 rps, stream batch 1/64/256 "
-                        "closed, batch 256 closed); ignores --rpc, --mode, --rate and --batch-size")
+                   help="all: the README table (unary closed, unary open at --rate, default 2000 rps, stream "
+                        "batch 1/64/256 closed, batch 256 closed); ignores --rpc, --mode and --batch-size")
     p.add_argument("--spawn-server", action="store_true",
                    help="start a scoring server on --data-dir for the benchmark, stop it afterwards")
     p.add_argument("--data-dir", type=Path, default=Path("data"),
-                   help="with --spawn-server: the server's data directory (a demo model is made if none)")
+                   help="with --spawn-server: the server's data directory; a demo model is made if none"
+                        + _DEFAULT)
     return p
 
 
 def _check(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
-    positive = {"--rate": args.rate, "--duration": args.duration, "--timeout": args.timeout,
-                "--concurrency": args.concurrency, "--pipeline": args.pipeline, "--processes": args.processes,
-                "--pool-size": args.pool_size}
+    positive = {"--rate": 1.0 if args.rate is None else args.rate, "--duration": args.duration,
+                "--timeout": args.timeout, "--concurrency": args.concurrency, "--pipeline": args.pipeline,
+                "--processes": args.processes, "--pool-size": args.pool_size}
     for name, value in positive.items():
         if not value > 0:
             parser.error(f"{name} must be positive, got {value}")
@@ -97,16 +102,17 @@ def _check(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
 
 def run_parameters(args: argparse.Namespace) -> list[RunParameters]:
     """The runs asked for, in order."""
+    rate = args.rate or (SCENARIO_RATE if args.scenario else DEFAULT_RATE)
+
     def run(name: str, rpc: str, mode: str, batch: int) -> RunParameters:
         return RunParameters(name=name, rpc=rpc, mode=mode, batch_size=batch, concurrency=args.concurrency,
-                             pipeline=args.pipeline, rate=(SCENARIO_RATE if args.scenario else args.rate)
-                             if mode == "open" else None, duration_s=args.duration, warmup_s=args.warmup,
-                             processes=args.processes)
+                             pipeline=args.pipeline, rate=rate if mode == "open" else None,
+                             duration_s=args.duration, warmup_s=args.warmup, processes=args.processes)
 
     if args.scenario == "all":
         return [
             run("unary, closed", "score", "closed", 1),
-            run(f"unary, open {SCENARIO_RATE:.0f} rps", "score", "open", 1),
+            run(f"unary, open {rate:g} rps", "score", "open", 1),
             run("stream batch 1, closed", "stream", "closed", 1),
             run("stream batch 64, closed", "stream", "closed", 64),
             run("stream batch 256, closed", "stream", "closed", 256),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import ipaddress
 import json
 import socket
 from collections import Counter
@@ -9,6 +11,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from benchmarks.loadgen import main
 from benchmarks.loadgen_client import ClientPlan
@@ -18,6 +24,7 @@ from benchmarks.loadgen_server import serving_port
 from benchmarks.loadgen_transactions import TransactionFactory, serialized_requests
 from benchmarks.loadgen_workers import split_plan
 from fraudguard.proto.fraud.v1 import scoring_pb2
+from tests._server_process import ServerProcess
 
 
 class FakeClock:
@@ -186,6 +193,38 @@ def test_closed_loop_runs_every_rpc(scoring_target: str, tmp_path: Path, capsys:
         assert run["rpc_errors"] == {} and run["item_errors"] == {}
     assert runs["batch"]["transactions_per_s"] == pytest.approx(16 * runs["batch"]["requests_per_s"])
     assert "| run | tx/s |" in capsys.readouterr().out
+
+
+def _self_signed_certificate(directory: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 that is its own CA, and its key (PEM files)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "fraudguard test")])
+    now = dt.datetime.now(dt.UTC)
+    certificate = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(hours=1)).not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "server.pem", directory / "server.key"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+def test_tls_target_is_reached_with_its_ca(data_dir: Path, tmp_path: Path) -> None:
+    cert, key = _self_signed_certificate(tmp_path)
+    server = ServerProcess(data_dir, extra_args=("--tls-cert", str(cert), "--tls-key", str(key))).start()
+    try:
+        document = _run_json(tmp_path, ["--target", server.target, "--tls-ca", str(cert), "--rpc", "stream",
+                                        "--batch-size", "8", "--duration", "1", "--warmup", "0.2",
+                                        "--pool-size", "200"])
+    finally:
+        server.terminate()
+    assert document["runs"][0]["transactions_ok"] > 0
 
 
 def _closed_port() -> int:
