@@ -65,8 +65,9 @@ def _parser() -> argparse.ArgumentParser:
                    "(default 1 for score and stream, 256 for batch)")
     p.add_argument("--processes", type=int, default=1, help="client processes sharing the load" + _DEFAULT)
     p.add_argument("--timeout", type=float, default=5.0, help="seconds: connect timeout, per-call deadline" + _DEFAULT)
-    p.add_argument("--pool-size", type=int, default=20_000,
-                   help="distinct transactions built per process before the run, then cycled" + _DEFAULT)
+    p.add_argument("--pool-size", type=int, default=50_000,
+                   help="distinct transactions built per process before each run (~2 s per 100k); a longer run "
+                        "cycles through them, so ids and event times repeat" + _DEFAULT)
     p.add_argument("--seed", type=int, default=7, help="seed of the generated cards, merchants and payments" + _DEFAULT)
     p.add_argument("--output", type=Path, help="write the full report as JSON here")
     p.add_argument("--tls-ca", type=Path, help="PEM CA bundle: connect with TLS, trusting this CA")

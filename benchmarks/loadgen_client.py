@@ -74,11 +74,11 @@ async def probe(target: str, tls_ca: bytes | None, timeout_s: float) -> scoring_
         return response
 
 
+_STATUS_NAMES: dict[int, str] = {status.value[0]: status.name for status in grpc.StatusCode}
+
+
 def _code_name(code: int) -> str:
-    for status in grpc.StatusCode:
-        if status.value[0] == code:
-            return str(status.name)
-    return f"CODE_{code}"
+    return _STATUS_NAMES.get(code, f"CODE_{code}")
 
 
 def score_outcome(payload: bytes) -> Outcome:
