@@ -33,7 +33,7 @@ from typing import Any
 from benchmarks.loadgen_client import ClientPlan, check_reachable
 from benchmarks.loadgen_report import RunParameters, RunSummary, human_summary, markdown_table, report_document
 from benchmarks.loadgen_server import spawned_server
-from benchmarks.loadgen_workers import LoadgenError, Traffic, run_in_processes
+from benchmarks.loadgen_workers import TRAFFIC_SOURCES, LoadgenError, Traffic, run_in_processes
 from fraudguard.errors import UnavailableError
 from fraudguard.exit_codes import ExitCode
 
@@ -68,6 +68,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--pool-size", type=int, default=50_000,
                    help="distinct transactions built per process before each run (~2 s per 100k); a longer run "
                         "cycles through them, so ids and event times repeat" + _DEFAULT)
+    p.add_argument("--traffic", choices=TRAFFIC_SOURCES, default="synthetic",
+                   help="synthetic: trainer.synthetic's payments (what the demo model learned: realistic decisions); "
+                        "builtin: the load generator's own, independent of the trainer" + _DEFAULT)
     p.add_argument("--seed", type=int, default=7, help="seed of the generated cards, merchants and payments" + _DEFAULT)
     p.add_argument("--output", type=Path, help="write the full report as JSON here")
     p.add_argument("--tls-ca", type=Path, help="PEM CA bundle: connect with TLS, trusting this CA")
@@ -157,7 +160,7 @@ def _bench(args: argparse.Namespace, runs: list[RunParameters]) -> ExitCode:
         print(f"target {target}, model {info.model_version or '(unnamed)'}", file=sys.stderr, flush=True)
         for i, run in enumerate(runs):
             print(f"running {run.name} for {run.warmup_s:g} + {run.duration_s:g} s ...", file=sys.stderr, flush=True)
-            traffic = Traffic(seed=args.seed, pool_size=args.pool_size, run_tag=f"{tag}{i}")
+            traffic = Traffic(seed=args.seed, pool_size=args.pool_size, run_tag=f"{tag}{i}", source=args.traffic)
             raw = run_in_processes(_client_plan(target, run, args, tls_ca), traffic, run.processes)
             summary = RunSummary.of(run, raw)
             summaries.append(summary)

@@ -1,6 +1,10 @@
 """Realistic, varied transactions for the load generator, built before the timed phase.
 
-A fixed population (cards with a home country, customer, device and IP; merchants with a
+Two sources. ``synthetic_transactions`` takes ``trainer.synthetic``'s payments (the
+distribution the demo model was trained on, fraud episodes included), moved in time to
+end just before now and given ids of our own, so decisions come out in realistic
+proportions. ``TransactionFactory`` is a small generator of its own, independent of the
+trainer: a fixed population (cards with a home country, customer, device and IP; merchants with a
 category, country and currency) is drawn from ``seed``; each process then samples its
 own stream of payments from it with ``stream_seed``, so processes share cards the way
 real traffic does but never share transaction ids. Card activity is skewed (some cards
@@ -19,6 +23,7 @@ import numpy.typing as npt
 
 from fraudguard.currencies import MINOR_UNIT
 from fraudguard.proto.fraud.v1 import scoring_pb2, transaction_pb2
+from trainer.synthetic import SyntheticConfig, generate_payments
 
 # country: (currency, latitude, longitude, share of cards)
 _COUNTRIES: dict[str, tuple[str, float, float, float]] = {
@@ -49,6 +54,9 @@ _PRESENTMENTS = (
     (transaction_pb2.CHANNEL_MOTO, transaction_pb2.ENTRY_MODE_MANUAL, 0.01),
 )
 _SUSPICIOUS_SHARE = 0.01
+# synthetic source: payments per customer in a pool (the trainer's default, 40, makes few cards)
+_PAYMENTS_PER_CUSTOMER = 4
+_SYNTHETIC_DAYS = 7
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +163,22 @@ class TransactionFactory:
             tx.location.latitude = float(np.clip(lat, -90.0, 90.0))
             tx.location.longitude = float(np.clip(lon, -180.0, 180.0))
         return tx
+
+
+def synthetic_transactions(count: int, seed: int, id_prefix: str,
+                           now: float | None = None) -> list[transaction_pb2.Transaction]:
+    """``count`` of ``trainer.synthetic``'s payments over the last week, the newest a minute before ``now``."""
+    config = SyntheticConfig(n_transactions=count, seed=seed, days=_SYNTHETIC_DAYS,
+                             n_customers=max(50, count // _PAYMENTS_PER_CUSTOMER))
+    payments = generate_payments(config)
+    now = time.time() if now is None else now
+    shift = int(now) - 60 - int(payments.event_time.max())
+    out = []
+    for i, tx in enumerate(payments.iter_transaction_protos()):
+        tx.transaction_id = f"{id_prefix}-{i:08d}"
+        tx.event_time.seconds += shift
+        out.append(tx)
+    return out
 
 
 def _ip_text(value: int, six: bool) -> str:

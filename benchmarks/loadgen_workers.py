@@ -14,7 +14,7 @@ from multiprocessing.synchronize import Barrier
 
 from benchmarks.loadgen_client import ClientPlan, run_client
 from benchmarks.loadgen_schedule import RawResult
-from benchmarks.loadgen_transactions import TransactionFactory, serialized_requests
+from benchmarks.loadgen_transactions import TransactionFactory, serialized_requests, synthetic_transactions
 from fraudguard.errors import FraudguardError
 
 _READY_TIMEOUT_S = 120.0
@@ -25,21 +25,28 @@ class LoadgenError(FraudguardError):
     """A client process could not prepare or finish its part of a run."""
 
 
+TRAFFIC_SOURCES = ("synthetic", "builtin")
+
+
 @dataclass(frozen=True, slots=True)
 class Traffic:
-    """Which transactions a run sends: ``pool_size`` per process, drawn from the population of ``seed``."""
+    """Which transactions a run sends: ``pool_size`` per process from ``source``, seeded by ``seed``."""
 
     seed: int
     pool_size: int
     run_tag: str  # makes transaction ids unique across runs and processes
+    source: str = "synthetic"  # one of TRAFFIC_SOURCES
 
 
 def prepare_requests(plan: ClientPlan, traffic: Traffic, worker: int) -> list[bytes]:
     """This process's request messages, serialised, cycled by the client."""
-    factory = TransactionFactory(traffic.seed)
     pool = max(traffic.pool_size, plan.batch_size)
-    transactions = factory.build(pool, stream_seed=traffic.seed * 1_000 + worker + 1,
-                                 id_prefix=f"fgb-{traffic.run_tag}-{worker}")
+    prefix = f"fgb-{traffic.run_tag}-{worker}"
+    stream_seed = traffic.seed * 1_000 + worker + 1
+    if traffic.source == "synthetic":
+        transactions = synthetic_transactions(pool, stream_seed, prefix)
+    else:
+        transactions = TransactionFactory(traffic.seed).build(pool, stream_seed=stream_seed, id_prefix=prefix)
     return serialized_requests(transactions, plan.rpc, plan.batch_size)
 
 

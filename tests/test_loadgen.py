@@ -6,6 +6,7 @@ import datetime as dt
 import ipaddress
 import json
 import socket
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -21,9 +22,11 @@ from benchmarks.loadgen_client import ClientPlan
 from benchmarks.loadgen_report import RunParameters, RunSummary
 from benchmarks.loadgen_schedule import OpenLoopSchedule, RawResult, Recorder, Window, run_schedule
 from benchmarks.loadgen_server import serving_port
-from benchmarks.loadgen_transactions import TransactionFactory, serialized_requests
-from benchmarks.loadgen_workers import split_plan
+from benchmarks.loadgen_transactions import TransactionFactory, serialized_requests, synthetic_transactions
+from benchmarks.loadgen_workers import TRAFFIC_SOURCES, Traffic, prepare_requests, split_plan
 from fraudguard.proto.fraud.v1 import scoring_pb2
+from fraudguard.security.pan import PanTokenizer
+from scoring.serde import batch_from_proto
 from tests._server_process import ServerProcess
 
 
@@ -146,6 +149,26 @@ def test_generated_transactions_are_varied_and_unique() -> None:
     assert any(not tx.device_id for tx in transactions) and any(tx.device_id for tx in transactions)
     times = [tx.event_time.seconds for tx in transactions]
     assert min(times) >= 1_800_000_000 - 3_600 and max(times) < 1_800_000_000
+
+
+def test_synthetic_transactions_end_just_before_now_with_our_ids() -> None:
+    now = 1_800_000_000.0
+    transactions = synthetic_transactions(1_000, seed=1, id_prefix="s", now=now)
+    times = [tx.event_time.seconds for tx in transactions]
+    assert now - 8 * 86_400 < min(times) and max(times) == now - 60
+    assert len({tx.transaction_id for tx in transactions}) == 1_000
+    assert all(tx.transaction_id.startswith("s-") for tx in transactions)
+
+
+@pytest.mark.parametrize("source", TRAFFIC_SOURCES)
+def test_every_traffic_source_passes_the_servers_validation(source: str) -> None:
+    plan = ClientPlan("h:1", "batch", "closed", 0.0, 1, 1, 500, 1.0, 0.0, 1.0)
+    requests = prepare_requests(plan, Traffic(seed=3, pool_size=2_000, run_tag="v", source=source), worker=0)
+    transactions = [tx for r in requests for tx in scoring_pb2.ScoreBatchRequest.FromString(r).transactions]
+    batch, _, failures = batch_from_proto(transactions, "transactions", time.time(), PanTokenizer(bytes(32)))
+    assert failures == [] and len(batch) == 2_000
+    assert len({tx.transaction_id for tx in transactions}) == 2_000
+    assert len({tx.card.token for tx in transactions}) > 200
 
 
 def test_requests_carry_batch_size_transactions() -> None:
