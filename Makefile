@@ -46,7 +46,7 @@ bench: $(VENV)/.installed
 
 ## bench-load: the gRPC load generator against a server it starts itself
 bench-load: $(VENV)/.installed
-	$(BIN)/fraudguard bench --spawn-server --data-dir $(DATA_DIR) --output results/load.json
+	$(BIN)/fraudguard bench --spawn-server --data-dir $(DATA_DIR) --scenario all --output results/load.json
 
 clean:
 	rm -rf $(VENV) .tools build *.egg-info .pytest_cache .mypy_cache .ruff_cache

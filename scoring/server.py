@@ -14,17 +14,19 @@ import asyncio
 import logging
 import signal
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from fraudguard.errors import BundleError
 from fraudguard.exit_codes import ExitCode
 from fraudguard.logs import configure_logging
-from fraudguard.proto.fraud.v1 import scoring_pb2
+from fraudguard.proto.fraud.v1 import scoring_pb2, transaction_pb2
 from fraudguard.security.keyfile import load_or_create_key
 from fraudguard.security.pan import PanTokenizer
 from fraudguard.settings import Settings, SettingsError
@@ -33,6 +35,7 @@ from scoring.features import EngineCapacity, FeatureEngine, SnapshotError
 from scoring.features.engine import write_snapshot
 from scoring.model import ActiveModel, ModelWatcher, load_promoted
 from scoring.scorer import Scorer
+from scoring.serde import batch_from_proto, decisions_to_proto
 from scoring.servicer import ScoringServicer, add_scoring_service
 
 log = logging.getLogger("fraudguard.scoring")
@@ -69,6 +72,25 @@ def restore_engine(settings: Settings) -> FeatureEngine:
         )
     log.info("entity state restored", extra={"path": str(path), "cards": engine.stats().cards_tracked})
     return engine
+
+
+def warm_up(scorer: Scorer, tokenizer: PanTokenizer) -> None:
+    """Run the whole path once on a throw-away engine, so the first real call does not pay for
+    loading the compiled kernels (Numba loads its on-disk cache lazily, per signature)."""
+    scratch = Scorer(FeatureEngine(EngineCapacity(8, 8, 8)), scorer.model, None, scorer.top_reasons)
+    for n in (1, 2):
+        txs = [_WARM_UP_TRANSACTION] * n
+        batch, _, _ = batch_from_proto(txs, "transactions", time.time(), tokenizer)
+        decisions_to_proto(scratch.score(batch), batch.transaction_ids)
+
+
+_WARM_UP_TRANSACTION = transaction_pb2.Transaction(
+    transaction_id="warm-up",
+    event_time=Timestamp(seconds=1_700_000_000),
+    amount_minor=100,
+    currency="EUR",
+    card=transaction_pb2.Card(token="warm-up"),
+)
 
 
 def _credentials(settings: Settings) -> grpc.ServerCredentials | None:
@@ -143,6 +165,7 @@ async def start_server(settings: Settings) -> ScoringServer:
         raise StartupError(ExitCode.NO_MODEL_BUNDLE, str(exc)) from exc
     engine = await asyncio.to_thread(restore_engine, settings)
     scorer = Scorer(engine, model, bands, settings.top_reasons)
+    await asyncio.to_thread(warm_up, scorer, PanTokenizer(key))
 
     options = [
         ("grpc.max_receive_message_length", settings.max_message_bytes),
