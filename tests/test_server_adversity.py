@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fraudguard.proto.fraud.v1 import scoring_pb2, scoring_pb2_grpc, transaction_pb2
+from scoring.features import FeatureEngine
 from scoring.features.batch import TransactionBatch
 from scoring.model import promote
 from scoring.server import ScoringServer, start_server
@@ -332,3 +333,19 @@ async def test_restart_restores_state_and_gives_identical_features(tmp_path: Pat
     finally:
         await restarted.stop(grace=1.0)
         await continuous.stop(grace=1.0)
+
+
+async def test_periodic_snapshots_while_serving(data_dir: Path) -> None:
+    server = await start_server(server_settings(data_dir, snapshot_interval_s=0.1))
+    try:
+        await _score_all(server.port, _stream(0, 20, 1_763_800_000.0))
+        path = data_dir / "state" / "entities.npz"
+        for _ in range(100):
+            await asyncio.sleep(0.05)
+            if path.exists():
+                break
+        assert path.exists()
+        await asyncio.sleep(0.3)  # a snapshot taken after the 20 transactions
+        assert FeatureEngine.load(path).stats().cards_tracked == server.scorer.engine.stats().cards_tracked > 0
+    finally:
+        await server.stop(grace=1.0)
