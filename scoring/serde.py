@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import MutableSequence, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -169,8 +169,36 @@ def batch_from_proto(
     return TransactionBatch.packed(tuple(ids), real_block, int_block), kept, failures
 
 
-def _reason_text(feature: int, value: float) -> str:
-    return FEATURES[feature].reason.format(value=value)
+_REASON_FORMATS = tuple(f.reason.format for f in FEATURES)
+
+
+def fill_decisions(
+    targets: Sequence[scoring_pb2.Decision],
+    scored: ScoredBatch,
+    transaction_ids: Sequence[str],
+    rule_set_version: str = "",
+) -> None:
+    """Write row i of ``scored`` into ``targets[i]`` in place (no message copies), reasons strongest first."""
+    names = _FEATURE_NAMES
+    formats = _REASON_FORMATS
+    reason_index = scored.reason_index.tolist()
+    reason_value = np.take_along_axis(scored.features, scored.reason_index, axis=1).tolist()
+    reason_contribution = scored.reason_contribution.tolist()
+    scores = scored.scores.tolist()
+    actions = scored.actions.tolist()
+    model_version = scored.model_version
+    server_time_us = scored.server_time_us
+    for i, decision in enumerate(targets):
+        decision.transaction_id = transaction_ids[i]
+        decision.score = scores[i]
+        decision.action = actions[i]
+        decision.model_version = model_version
+        decision.server_time_us = server_time_us
+        if rule_set_version:
+            decision.rule_set_version = rule_set_version
+        add = decision.reasons.add
+        for f, v, c in zip(reason_index[i], reason_value[i], reason_contribution[i], strict=True):
+            add(feature=names[f], value=v, contribution=c, text=formats[f](value=v))
 
 
 def decisions_to_proto(
@@ -178,38 +206,36 @@ def decisions_to_proto(
     transaction_ids: Sequence[str],
     rule_set_version: str = "",
 ) -> list[scoring_pb2.Decision]:
-    """One ``Decision`` per row of ``scored``, reasons strongest first."""
-    names = _FEATURE_NAMES
-    x = scored.features.tolist()
-    scores = scored.scores.tolist()
-    actions = scored.actions.tolist()
-    r_idx = scored.reason_index.tolist()
-    r_val = scored.reason_contribution.tolist()
-    decisions = []
-    for i, tx_id in enumerate(transaction_ids):
-        row = x[i]
-        reasons = [
-            scoring_pb2.Reason(feature=names[f], value=row[f], contribution=c, text=_reason_text(f, row[f]))
-            for f, c in zip(r_idx[i], r_val[i], strict=True)
-        ]
-        decisions.append(
-            scoring_pb2.Decision(
-                transaction_id=tx_id,
-                score=scores[i],
-                action=actions[i],
-                reasons=reasons,
-                model_version=scored.model_version,
-                rule_set_version=rule_set_version,
-                server_time_us=scored.server_time_us,
-            )
-        )
+    """One new ``Decision`` per row of ``scored``."""
+    decisions = [scoring_pb2.Decision() for _ in transaction_ids]
+    fill_decisions(decisions, scored, transaction_ids, rule_set_version)
     return decisions
 
 
-def item_error_to_proto(failure: ItemFailure) -> scoring_pb2.ScoreResult:
-    """The per-transaction error result of a batch or stream (code 3 = INVALID_ARGUMENT)."""
-    err = failure.error
-    return scoring_pb2.ScoreResult(
-        transaction_id=failure.transaction_id,
-        error=scoring_pb2.ItemError(code=3, field=err.field, message=err.message),
-    )
+def results_into(
+    results: MutableSequence[scoring_pb2.ScoreResult],
+    scored: ScoredBatch | None,
+    batch: TransactionBatch,
+    n_requested: int,
+    failures: Sequence[ItemFailure],
+) -> None:
+    """Append one ``ScoreResult`` per requested transaction, in request order: a decision for each
+    scored one (``scored`` row k answers the k-th good transaction), its own error for each failure."""
+    failed = {f.index: f for f in failures}
+    ids = batch.transaction_ids
+    targets: list[scoring_pb2.Decision] = []
+    for i in range(n_requested):
+        failure = failed.get(i)
+        if failure is None:
+            targets.append(results.add(transaction_id=ids[len(targets)]).decision)  # type: ignore[attr-defined]
+        else:
+            err = failure.error
+            results.add(  # type: ignore[attr-defined]
+                transaction_id=failure.transaction_id,
+                error=scoring_pb2.ItemError(code=_INVALID_ARGUMENT, field=err.field, message=err.message),
+            )
+    if scored is not None and targets:
+        fill_decisions(targets, scored, ids)
+
+
+_INVALID_ARGUMENT = 3  # grpc.StatusCode.INVALID_ARGUMENT, without importing grpc here

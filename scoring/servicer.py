@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, MutableSequence, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TypeVar
@@ -21,7 +21,7 @@ from scoring.features.keys import entity_key
 from scoring.features.schema import FEATURES
 from scoring.grpc_errors import grpc_errors
 from scoring.scorer import Scorer
-from scoring.serde import MAX_ID_LEN, batch_from_proto, decisions_to_proto, item_error_to_proto
+from scoring.serde import MAX_ID_LEN, batch_from_proto, fill_decisions, results_into
 
 log = logging.getLogger("fraudguard.scoring")
 
@@ -94,22 +94,19 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
 
     # --- scoring ------------------------------------------------------------------------
 
-    def _score_many(
-        self, transactions: Sequence[transaction_pb2.Transaction], field: str
-    ) -> list[scoring_pb2.ScoreResult]:
+    def _score_into(
+        self,
+        results: MutableSequence[scoring_pb2.ScoreResult],
+        transactions: Sequence[transaction_pb2.Transaction],
+        field: str,
+    ) -> None:
         """Results in request order; a bad transaction gets its own error result."""
         started = time.perf_counter_ns()
         if len(transactions) > self._max_batch:
             raise ValidationError(field, f"at most {self._max_batch} transactions per message, got {len(transactions)}")
-        batch, kept, failures = batch_from_proto(transactions, field, time.time(), self._tokenizer)
-        results: list[scoring_pb2.ScoreResult | None] = [None] * len(transactions)
-        if len(batch):
-            scored = self._scorer.score(batch, started)
-            for i, decision in zip(kept, decisions_to_proto(scored, batch.transaction_ids), strict=True):
-                results[i] = scoring_pb2.ScoreResult(transaction_id=decision.transaction_id, decision=decision)
-        for failure in failures:
-            results[failure.index] = item_error_to_proto(failure)
-        return results  # type: ignore[return-value]
+        batch, _, failures = batch_from_proto(transactions, field, time.time(), self._tokenizer)
+        scored = self._scorer.score(batch, started) if len(batch) else None
+        results_into(results, scored, batch, len(transactions), failures)
 
     @grpc_errors
     async def Score(
@@ -124,7 +121,9 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
         if failures:
             raise failures[0].error
         scored = self._scorer.score(batch, started)
-        return scoring_pb2.ScoreResponse(decision=decisions_to_proto(scored, batch.transaction_ids)[0])
+        response = scoring_pb2.ScoreResponse()
+        fill_decisions([response.decision], scored, batch.transaction_ids)
+        return response
 
     @grpc_errors
     async def ScoreBatch(
@@ -132,7 +131,9 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
     ) -> scoring_pb2.ScoreBatchResponse:
         await _check_deadline(context)
         request = _well_formed(request)
-        return scoring_pb2.ScoreBatchResponse(results=self._score_many(request.transactions, "transactions"))
+        response = scoring_pb2.ScoreBatchResponse()
+        self._score_into(response.results, request.transactions, "transactions")
+        return response
 
     @grpc_errors
     async def ScoreStream(
@@ -140,7 +141,9 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
     ) -> AsyncIterator[scoring_pb2.ScoreStreamResponse]:
         async for message in request_iterator:
             request = _well_formed(message)
-            yield scoring_pb2.ScoreStreamResponse(results=self._score_many(request.transactions, "transactions"))
+            response = scoring_pb2.ScoreStreamResponse()
+            self._score_into(response.results, request.transactions, "transactions")
+            yield response
 
     # --- model and outcomes -------------------------------------------------------------
 
