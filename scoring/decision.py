@@ -1,53 +1,42 @@
-"""Risk bands: a score maps to an action; reasons come from the model's contributions."""
+"""Risk bands: a score maps to an action through the bundle's (or ``--bands``) thresholds."""
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
+from fraudguard.errors import BundleError
 from fraudguard.settings import SettingsError
+from scoring.model.bundle import Thresholds
 
 # values of fraud.v1.Action
 ALLOW, CHALLENGE, REVIEW, BLOCK = 1, 2, 3, 4
 ACTION_NAMES = {ALLOW: "allow", CHALLENGE: "challenge", REVIEW: "review", BLOCK: "block"}
 
 
-@dataclass(frozen=True, slots=True)
-class RiskBands:
-    """A score at or above a band's threshold gets at least that band's action."""
+def parse_bands(text: str) -> Thresholds:
+    """Action thresholds from ``'challenge=0.3,review=0.6,block=0.9'`` (the ``--bands`` setting)."""
+    values: dict[str, float] = {}
+    for part in text.split(","):
+        name, sep, value = part.partition("=")
+        name = name.strip()
+        if not sep or name not in {"challenge", "review", "block"}:
+            raise SettingsError(f"bands: expected challenge=X,review=Y,block=Z, got {text!r}")
+        try:
+            values[name] = float(value)
+        except ValueError as exc:
+            raise SettingsError(f"bands: {name} is not a number: {value!r}") from exc
+    if set(values) != {"challenge", "review", "block"}:
+        raise SettingsError(f"bands: all of challenge, review, block are needed, got {text!r}")
+    try:
+        return Thresholds(**values)
+    except BundleError as exc:  # the bundle's own rule for thresholds, reported as a setting
+        raise SettingsError(f"bands: {exc}") from exc
 
-    challenge: float
-    review: float
-    block: float
 
-    def __post_init__(self) -> None:
-        if not 0.0 < self.challenge <= self.review <= self.block <= 1.0:
-            raise SettingsError(
-                f"bands: need 0 < challenge <= review <= block <= 1, got "
-                f"challenge={self.challenge}, review={self.review}, block={self.block}"
-            )
-
-    @classmethod
-    def parse(cls, text: str) -> RiskBands:
-        """From ``'challenge=0.3,review=0.6,block=0.9'``."""
-        values: dict[str, float] = {}
-        for part in text.split(","):
-            name, sep, value = part.partition("=")
-            name = name.strip()
-            if not sep or name not in {"challenge", "review", "block"}:
-                raise SettingsError(f"bands: expected challenge=X,review=Y,block=Z, got {text!r}")
-            try:
-                values[name] = float(value)
-            except ValueError as exc:
-                raise SettingsError(f"bands: {name} is not a number: {value!r}") from exc
-        if set(values) != {"challenge", "review", "block"}:
-            raise SettingsError(f"bands: all of challenge, review, block are needed, got {text!r}")
-        return cls(**values)
-
-    def as_array(self) -> npt.NDArray[np.float64]:
-        return np.array([self.challenge, self.review, self.block], np.float64)
+def thresholds_array(thresholds: Thresholds) -> npt.NDArray[np.float64]:
+    """Ascending challenge, review, block, as :func:`decide` takes them."""
+    return np.array([thresholds.challenge, thresholds.review, thresholds.block], np.float64)
 
 
 def decide(scores: npt.NDArray[np.float64], thresholds: npt.NDArray[np.float64]) -> npt.NDArray[np.int64]:

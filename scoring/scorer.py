@@ -12,10 +12,10 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from scoring.decision import RiskBands, decide
+from scoring.decision import decide, thresholds_array
 from scoring.features import FeatureEngine
 from scoring.features.batch import TransactionBatch
-from scoring.model import ActiveModel
+from scoring.model import ActiveModel, Thresholds
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +35,7 @@ class Scorer:
     """Holds the feature engine and the active model; swaps the model atomically."""
 
     def __init__(
-        self, engine: FeatureEngine, model: ActiveModel, bands: RiskBands | None = None, top_reasons: int = 3
+        self, engine: FeatureEngine, model: ActiveModel, bands: Thresholds | None = None, top_reasons: int = 3
     ) -> None:
         self.engine = engine
         self._bands_override = bands
@@ -52,10 +52,7 @@ class Scorer:
         return self._thresholds
 
     def _thresholds_for(self, model: ActiveModel) -> npt.NDArray[np.float64]:
-        if self._bands_override is not None:
-            return self._bands_override.as_array()
-        t = model.bundle.manifest.thresholds
-        return RiskBands(t.challenge, t.review, t.block).as_array()
+        return thresholds_array(self._bands_override or model.bundle.manifest.thresholds)
 
     def swap_model(self, model: ActiveModel) -> None:
         """Take ``model`` for every later call; in-flight calls finish on the old one."""

@@ -30,7 +30,7 @@ from fraudguard.proto.fraud.v1 import scoring_pb2, transaction_pb2
 from fraudguard.security.keyfile import load_or_create_key
 from fraudguard.security.pan import PanTokenizer
 from fraudguard.settings import Settings, SettingsError
-from scoring.decision import RiskBands
+from scoring.decision import parse_bands
 from scoring.features import EngineCapacity, FeatureEngine, SnapshotError
 from scoring.features.engine import write_snapshot
 from scoring.model import ActiveModel, ModelWatcher, load_promoted
@@ -156,7 +156,7 @@ async def start_server(settings: Settings) -> ScoringServer:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     key = load_or_create_key(settings.pan_key_file or settings.keys_dir / "pan.key")
     try:
-        bands = RiskBands.parse(settings.bands) if settings.bands else None
+        bands = parse_bands(settings.bands) if settings.bands else None
     except SettingsError as exc:
         raise StartupError(ExitCode.INVALID_SETTING, str(exc)) from exc
     try:

@@ -8,19 +8,20 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from fraudguard.settings import SettingsError
-from scoring.decision import ALLOW, BLOCK, CHALLENGE, REVIEW, RiskBands, decide
+from scoring.decision import ALLOW, BLOCK, CHALLENGE, REVIEW, decide, parse_bands, thresholds_array
+from scoring.model import Thresholds
 
 
 def test_parse_and_validate() -> None:
-    assert RiskBands.parse("challenge=0.3, review=0.6,block=0.9") == RiskBands(0.3, 0.6, 0.9)
+    assert parse_bands("challenge=0.3, review=0.6,block=0.9") == Thresholds(0.3, 0.6, 0.9)
     for text in ("challenge=0.3", "challenge=a,review=0.6,block=0.9", "x=1,review=0.6,block=0.9",
                  "challenge=0.7,review=0.6,block=0.9", "challenge=0,review=0.6,block=0.9"):
         with pytest.raises(SettingsError, match="bands"):
-            RiskBands.parse(text)
+            parse_bands(text)
 
 
 def test_actions_at_thresholds() -> None:
-    t = RiskBands(0.3, 0.6, 0.9).as_array()
+    t = thresholds_array(Thresholds(0.3, 0.6, 0.9))
     scores = np.array([0.0, 0.2999, 0.3, 0.5999, 0.6, 0.8999, 0.9, 1.0])
     expected = [ALLOW, ALLOW, CHALLENGE, CHALLENGE, REVIEW, REVIEW, BLOCK, BLOCK]
     assert decide(scores, t).tolist() == expected
