@@ -148,7 +148,7 @@ def test_batch_from_proto(benchmark: Any, per_transaction: PerTransactionRecorde
     now = time.time()
 
     def convert() -> None:
-        batch, _, failures = batch_from_proto(next(batches), field, now, tokenizer)
+        batch, failures = batch_from_proto(next(batches), field, now, tokenizer)
         assert not failures and len(batch) == n
 
     benchmark.pedantic(convert, rounds=rounds, iterations=calls, warmup_rounds=WARMUP_ROUNDS)

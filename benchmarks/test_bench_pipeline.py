@@ -47,7 +47,7 @@ def warm_scorer(demo_models: Path, traffic: list[transaction_pb2.Transaction]) -
     scorer = Scorer(FeatureEngine(EngineCapacity(131_072, 131_072, 1_048_576)), load_promoted(demo_models))
     tokenizer = PanTokenizer(b"k" * 32)
     for i in range(0, WARM_TRANSACTIONS, 256):
-        batch, _, _ = batch_from_proto(traffic[i : i + 256], "transactions", time.time(), tokenizer)
+        batch, _ = batch_from_proto(traffic[i : i + 256], "transactions", time.time(), tokenizer)
         scorer.score(batch)
     return scorer
 
@@ -60,7 +60,7 @@ def test_server_side_pipeline(benchmark: Any, per_transaction: PerTransactionRec
     chunks = itertools.cycle([traffic[i : i + batch_size] for i in range(WARM_TRANSACTIONS, len(traffic), batch_size)])
 
     def run() -> None:
-        batch, _, _ = batch_from_proto(next(chunks), "transactions", time.time(), tokenizer)
+        batch, _ = batch_from_proto(next(chunks), "transactions", time.time(), tokenizer)
         warm_scorer.score(batch)
 
     benchmark.pedantic(run, rounds=2000 if batch_size == 1 else 150, warmup_rounds=10)
@@ -76,7 +76,7 @@ def test_pipeline_with_response_messages(benchmark: Any, per_transaction: PerTra
     chunks = itertools.cycle([traffic[i : i + batch_size] for i in range(WARM_TRANSACTIONS, len(traffic), batch_size)])
 
     def run() -> None:
-        batch, _, _ = batch_from_proto(next(chunks), "transactions", time.time(), tokenizer)
+        batch, _ = batch_from_proto(next(chunks), "transactions", time.time(), tokenizer)
         decisions_to_proto(warm_scorer.score(batch), batch.transaction_ids)
 
     benchmark.pedantic(run, rounds=2000 if batch_size == 1 else 150, warmup_rounds=10)

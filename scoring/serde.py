@@ -60,71 +60,69 @@ def _check_id(value: str, field: str, required: bool) -> None:
         raise ValidationError(field, "must be printable characters only")
 
 
-def _card_token(card: transaction_pb2.Card, tokenizer: PanTokenizer, prefix: str) -> str:
+def _card_token(card: transaction_pb2.Card, tokenizer: PanTokenizer) -> str:
     if card.pan:
-        # tokenized here, at the edge; the PAN goes no further than this frame
-        try:
-            return tokenizer.tokenize(card.pan).token
-        except ValidationError as exc:
-            raise ValidationError(prefix + "card.pan", exc.message) from None
-    _check_id(card.token, prefix + "card.token", required=True)
+        # tokenized here, at the edge; the PAN goes no further than this frame (errors name card.pan)
+        return tokenizer.tokenize(card.pan).token
+    _check_id(card.token, "card.token", required=True)
     if card.bin and (not _DIGITS.fullmatch(card.bin) or not 6 <= len(card.bin) <= 8):
-        raise ValidationError(prefix + "card.bin", "must be 6 to 8 digits")
+        raise ValidationError("card.bin", "must be 6 to 8 digits")
     if card.last4 and (len(card.last4) != 4 or not _DIGITS.fullmatch(card.last4)):
-        raise ValidationError(prefix + "card.last4", "must be 4 digits")
+        raise ValidationError("card.last4", "must be 4 digits")
     return card.token
 
 
 def _validate(
-    tx: transaction_pb2.Transaction, prefix: str, now: float, tokenizer: PanTokenizer
+    tx: transaction_pb2.Transaction, now: float, tokenizer: PanTokenizer
 ) -> tuple[tuple[float, float, float, float], tuple[int, ...]]:
-    """One transaction's column values (reals, ints), or ValidationError naming the first bad field."""
+    """One transaction's column values (reals, ints), or ValidationError naming the first bad field
+    relative to the transaction (the caller adds the path of the transaction itself)."""
     tx_id = tx.transaction_id
-    _check_id(tx_id, prefix + "transaction_id", required=True)
+    _check_id(tx_id, "transaction_id", required=True)
     if not tx.HasField("event_time"):
-        raise ValidationError(prefix + "event_time", "required")
+        raise ValidationError("event_time", "required")
     ts = tx.event_time
     nanos = ts.nanos
     t = ts.seconds + nanos * 1e-9
     if not 0 <= nanos < 1_000_000_000 or not MIN_EVENT_TIME <= t <= now + MAX_FUTURE_SKEW_S:
-        raise ValidationError(prefix + "event_time", "must lie between 2000-01-01 and one day from now")
+        raise ValidationError("event_time", "must lie between 2000-01-01 and one day from now")
     amount_minor = tx.amount_minor
     if not 0 <= amount_minor <= MAX_AMOUNT_MINOR:
-        raise ValidationError(prefix + "amount_minor", f"must be between 0 and {MAX_AMOUNT_MINOR}")
+        raise ValidationError("amount_minor", f"must be between 0 and {MAX_AMOUNT_MINOR}")
     unit = MINOR_UNIT.get(tx.currency)
     if unit is None:
-        raise ValidationError(prefix + "currency", f"not an ISO-4217 currency code: {tx.currency[:8]!r}")
+        raise ValidationError("currency", f"not an ISO-4217 currency code: {tx.currency[:8]!r}")
     if not tx.HasField("card"):
-        raise ValidationError(prefix + "card", "required")
-    token = _card_token(tx.card, tokenizer, prefix)
+        raise ValidationError("card", "required")
+    token = _card_token(tx.card, tokenizer)
     customer, merchant, device, ip = tx.customer_id, tx.merchant_id, tx.device_id, tx.ip_address
     if customer:
-        _check_id(customer, prefix + "customer_id", required=False)
+        _check_id(customer, "customer_id", required=False)
     if merchant:
-        _check_id(merchant, prefix + "merchant_id", required=False)
+        _check_id(merchant, "merchant_id", required=False)
     if device:
-        _check_id(device, prefix + "device_id", required=False)
+        _check_id(device, "device_id", required=False)
     if ip and not _IP.fullmatch(ip):
-        raise ValidationError(prefix + "ip_address", "must be an IPv4 or IPv6 address")
+        raise ValidationError("ip_address", "must be an IPv4 or IPv6 address")
     mcc = tx.mcc
     if mcc > 9999:
-        raise ValidationError(prefix + "mcc", "must be between 0 and 9999")
+        raise ValidationError("mcc", "must be between 0 and 9999")
     country = tx.merchant_country
     if country and not _COUNTRY.fullmatch(country):
-        raise ValidationError(prefix + "merchant_country", "must be an ISO-3166 alpha-2 code in upper case")
+        raise ValidationError("merchant_country", "must be an ISO-3166 alpha-2 code in upper case")
     lat = lon = math.nan
     if tx.HasField("location"):
         loc = tx.location
         lat, lon = loc.latitude, loc.longitude
         if not -90.0 <= lat <= 90.0:
-            raise ValidationError(prefix + "location.latitude", "must be between -90 and 90")
+            raise ValidationError("location.latitude", "must be between -90 and 90")
         if not -180.0 <= lon <= 180.0:
-            raise ValidationError(prefix + "location.longitude", "must be between -180 and 180")
+            raise ValidationError("location.longitude", "must be between -180 and 180")
     channel, entry_mode = tx.channel, tx.entry_mode
     if channel not in _CHANNELS:
-        raise ValidationError(prefix + "channel", f"unknown value {channel}")
+        raise ValidationError("channel", f"unknown value {channel}")
     if entry_mode not in _ENTRY_MODES:
-        raise ValidationError(prefix + "entry_mode", f"unknown value {entry_mode}")
+        raise ValidationError("entry_mode", f"unknown value {entry_mode}")
     return (t, amount_minor * unit, lat, lon), (
         _key(token), _key(customer), _key(merchant), _key(device), _key(ip),
         country_code(country), mcc, channel, entry_mode, _key(tx_id),
@@ -136,8 +134,8 @@ def batch_from_proto(
     field: str,
     now: float,
     tokenizer: PanTokenizer,
-) -> tuple[TransactionBatch, list[int], list[ItemFailure]]:
-    """Validate and convert. Returns (batch of the good ones, their indices, failures).
+) -> tuple[TransactionBatch, list[ItemFailure]]:
+    """Validate and convert. Returns (batch of the good ones, in request order; failures).
 
     ``field`` is the path prefix for error messages: ``"transaction"`` for one,
     ``"transactions"`` for a repeated field (then indexed: ``transactions[3].amount_minor``).
@@ -145,20 +143,18 @@ def batch_from_proto(
     ids: list[str] = []
     reals: list[tuple[float, float, float, float]] = []
     ints: list[tuple[int, ...]] = []
-    kept: list[int] = []
     failures: list[ItemFailure] = []
     indexed = len(transactions) != 1 or field.endswith("s")
     for i, tx in enumerate(transactions):
-        prefix = f"{field}[{i}]." if indexed else f"{field}."
         try:
-            r, k = _validate(tx, prefix, now, tokenizer)
+            r, k = _validate(tx, now, tokenizer)
         except ValidationError as exc:
-            failures.append(ItemFailure(i, tx.transaction_id[:MAX_ID_LEN], exc))
+            path = f"{field}[{i}].{exc.field}" if indexed else f"{field}.{exc.field}"
+            failures.append(ItemFailure(i, tx.transaction_id[:MAX_ID_LEN], ValidationError(path, exc.message)))
             continue
         ids.append(tx.transaction_id)
         reals.append(r)
         ints.append(k)
-        kept.append(i)
     n = len(ids)
     if n == 1:  # already column-shaped once reshaped: no transpose copy
         real_block = np.array(reals[0], np.float64).reshape(N_REALS, 1)
@@ -166,7 +162,7 @@ def batch_from_proto(
     else:
         real_block = np.array(reals, np.float64).reshape(n, N_REALS).T.copy()
         int_block = np.array(ints, np.int64).reshape(n, N_INTS).T.copy()
-    return TransactionBatch.packed(tuple(ids), real_block, int_block), kept, failures
+    return TransactionBatch.packed(tuple(ids), real_block, int_block), failures
 
 
 _REASON_FORMATS = tuple(f.reason.format for f in FEATURES)

@@ -80,7 +80,7 @@ def warm_up(scorer: Scorer, tokenizer: PanTokenizer) -> None:
     scratch = Scorer(FeatureEngine(EngineCapacity(8, 8, 8)), scorer.model, None, scorer.top_reasons)
     for n in (1, 2):
         txs = [_WARM_UP_TRANSACTION] * n
-        batch, _, _ = batch_from_proto(txs, "transactions", time.time(), tokenizer)
+        batch, _ = batch_from_proto(txs, "transactions", time.time(), tokenizer)
         decisions_to_proto(scratch.score(batch), batch.transaction_ids)
 
 

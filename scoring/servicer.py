@@ -104,7 +104,7 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
         started = time.perf_counter_ns()
         if len(transactions) > self._max_batch:
             raise ValidationError(field, f"at most {self._max_batch} transactions per message, got {len(transactions)}")
-        batch, _, failures = batch_from_proto(transactions, field, time.time(), self._tokenizer)
+        batch, failures = batch_from_proto(transactions, field, time.time(), self._tokenizer)
         scored = self._scorer.score(batch, started) if len(batch) else None
         results_into(results, scored, batch, len(transactions), failures)
 
@@ -117,7 +117,7 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
         request = _well_formed(request)
         if not request.HasField("transaction"):
             raise ValidationError("transaction", "required")
-        batch, _, failures = batch_from_proto([request.transaction], "transaction", time.time(), self._tokenizer)
+        batch, failures = batch_from_proto([request.transaction], "transaction", time.time(), self._tokenizer)
         if failures:
             raise failures[0].error
         scored = self._scorer.score(batch, started)

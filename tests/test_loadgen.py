@@ -165,7 +165,7 @@ def test_every_traffic_source_passes_the_servers_validation(source: str) -> None
     plan = ClientPlan("h:1", "batch", "closed", 0.0, 1, 1, 500, 1.0, 0.0, 1.0)
     requests = prepare_requests(plan, Traffic(seed=3, pool_size=2_000, run_tag="v", source=source), worker=0)
     transactions = [tx for r in requests for tx in scoring_pb2.ScoreBatchRequest.FromString(r).transactions]
-    batch, _, failures = batch_from_proto(transactions, "transactions", time.time(), PanTokenizer(bytes(32)))
+    batch, failures = batch_from_proto(transactions, "transactions", time.time(), PanTokenizer(bytes(32)))
     assert failures == [] and len(batch) == 2_000
     assert len({tx.transaction_id for tx in transactions}) == 2_000
     assert len({tx.card.token for tx in transactions}) > 200
