@@ -25,7 +25,7 @@ from fraudguard.proto.fraud.v1 import transaction_pb2
 from fraudguard.security.pan import PanTokenizer
 from fraudguard.settings import Settings
 from scoring.features import EngineCapacity, FeatureEngine
-from scoring.features.batch import TransactionBatch
+from scoring.features.batch import N_INTS, N_REALS, TransactionBatch
 from scoring.features.keys import country_code
 from scoring.serde import batch_from_proto
 
@@ -126,6 +126,13 @@ def test_feature_engine_process(benchmark: Any, per_transaction: PerTransactionR
     benchmark.pedantic(lambda: engine.process(next(batches)), rounds=rounds, iterations=calls,
                        warmup_rounds=WARMUP_ROUNDS)
     per_transaction(benchmark, n)
+
+
+def test_feature_engine_fixed_cost(benchmark: Any, prefilled: _Prefilled) -> None:
+    """The cost of a call that carries no transaction: Python, the kernel's dispatch (per argument), setup."""
+    engine = prefilled.engine
+    empty = TransactionBatch.packed((), np.zeros((N_REALS, 0)), np.zeros((N_INTS, 0), np.int64))
+    benchmark.pedantic(lambda: engine.process(empty), rounds=200, iterations=200, warmup_rounds=WARMUP_ROUNDS)
 
 
 @pytest.fixture(scope="module")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 from pathlib import Path
 from typing import Any
@@ -193,3 +194,83 @@ def test_bytes_per_card_within_budget_and_as_documented() -> None:
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     assert f"| card | **{BYTES_PER_CARD:,}** |" in readme
     assert f"| customer / device / IP / merchant | {BYTES_PER_ENTITY:,} |" in readme
+
+
+# --- the fast kernels change no value -----------------------------------------------------------------------
+# The kernels prefetch the state of later transactions of a batch while computing earlier ones, and
+# take the tables packed in one buffer. None of it may change a feature or the state: these tests
+# pin the exact bits, in any batch partition, where the interleaving is hardest (evictions in tiny
+# tables, saturated rings, arrivals out of order, far jumps in time).
+
+_LIBM_FEATURES = {"log_amount", "geo_distance_km", "geo_speed_kmh", "impossible_travel", "merchant_fraud_rate",
+                  "device_fraud_rate"}  # fmt: skip
+
+
+def _hard_stream(seed: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(reals, ints) blocks: a few hot cards (rings of 64 saturate) among 120, few entities (sets and
+    small tables overflow), bursts, 10% of arrivals up to 15 min late, some days early or late, gaps of
+    two days, zero amounts, missing keys and locations."""
+    rng = np.random.default_rng(seed)
+    keys = rng.integers(1, 2**62, 400, dtype=np.int64)
+    gaps = np.where(rng.random(n) < 0.3, rng.exponential(0.5, n), rng.exponential(5.0, n))
+    t = T0 + np.cumsum(np.where(rng.random(n) < 0.002, 2 * 86400.0, gaps))
+    jitter = rng.random(n)
+    t = np.where(jitter < 0.1, t - rng.uniform(0, 900, n), t)
+    t = np.where(jitter > 0.995, t + rng.uniform(-9, 9, n) * 86400, t)
+    amount = np.where(rng.random(n) < 0.05, 0.0, rng.lognormal(2.0, 1.5, n))
+    located = rng.random(n) < 0.6
+    lat = np.where(located, rng.uniform(-60, 60, n), np.nan)
+    lon = np.where(located, rng.uniform(-170, 170, n), np.nan)
+
+    def pick(lo: int, hi: int, missing: float) -> np.ndarray:
+        chosen = keys[rng.integers(lo, hi, n)]
+        return np.where(rng.random(n) < missing, 0, chosen)
+
+    cards = np.where(rng.random(n) < 0.3, keys[rng.integers(0, 3, n)], keys[rng.integers(0, 120, n)])
+    ints = np.array([cards, pick(120, 180, 0.2), pick(180, 220, 0.1), pick(220, 300, 0.4), pick(300, 400, 0.4),
+                     rng.integers(0, 30, n), rng.integers(0, 9999, n), rng.integers(0, 5, n), rng.integers(0, 5, n),
+                     rng.integers(1, 2**62, n, dtype=np.int64)], np.int64)  # fmt: skip
+    return np.array([np.maximum(t, 1.0), amount, lat, lon]), ints
+
+
+def _run_in_batches(engine: FeatureEngine, reals: np.ndarray, ints: np.ndarray, sizes: list[int]) -> np.ndarray:
+    """Features of the stream, fed in batches of ``sizes`` (cycled)."""
+    out, start, k = [], 0, 0
+    while start < reals.shape[1]:
+        stop = min(start + sizes[k % len(sizes)], reals.shape[1])
+        ids = tuple(f"t{i}" for i in range(start, stop))
+        batch = TransactionBatch.packed(ids, reals[:, start:stop].copy(), ints[:, start:stop].copy())
+        out.append(engine.process(batch))
+        start, k = stop, k + 1
+    return np.vstack(out)
+
+
+def _same_state(a: FeatureEngine, b: FeatureEngine) -> bool:
+    sa, sb = a.sparse_state(), b.sparse_state()
+    return sa.keys() == sb.keys() and all(np.array_equal(sa[k].view(np.uint8), sb[k].view(np.uint8)) for k in sa)
+
+
+@pytest.mark.parametrize("capacity", [EngineCapacity(8, 8, 8), EngineCapacity(64, 32, 64), SMALL])
+def test_any_partition_gives_the_same_bits_and_state(capacity: EngineCapacity) -> None:
+    reals, ints = _hard_stream(3, 1500)
+    engines = [FeatureEngine(capacity) for _ in range(3)]
+    partitions = ([1], [2, 9, 1, 64], [1500])
+    runs = [_run_in_batches(e, reals, ints, sizes) for e, sizes in zip(engines, partitions, strict=True)]
+    assert engines[0].stats().card_evictions > 0 or capacity == SMALL
+    for other, engine in zip(runs[1:], engines[1:], strict=True):
+        np.testing.assert_array_equal(runs[0].view(np.uint32), other.view(np.uint32))
+        assert _same_state(engines[0], engine)
+
+
+@pytest.mark.parametrize(
+    ("capacity", "expected"),
+    [(EngineCapacity(64, 32, 64), "bd20e4d1d9dd826c"), (EngineCapacity(1024, 1024, 1024), "af1aa740b7c29436")],
+)
+def test_features_are_pinned_to_the_reference_kernels(capacity: EngineCapacity, expected: str) -> None:
+    """sha256 of the features of a hard stream, as computed by the plain (unpipelined) kernels of feature
+    schema semantic version 1. Columns that go through libm (log, exp, trigonometry) are left out: another
+    C library may round them differently. A change here is a change of meaning: bump the schema's version."""
+    reals, ints = _hard_stream(11, 6000)
+    x = _run_in_batches(FeatureEngine(capacity), reals, ints, [1, 7, 300])
+    keep = [i for i, name in enumerate(FEATURE_NAMES) if name not in _LIBM_FEATURES]
+    assert hashlib.sha256(np.ascontiguousarray(x[:, keep]).tobytes()).hexdigest()[:16] == expected

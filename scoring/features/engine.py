@@ -65,49 +65,19 @@ class FeatureEngine:
     def __init__(self, capacity: EngineCapacity | None = None) -> None:
         cap = (capacity or EngineCapacity()).rounded()
         self.capacity = cap
-        n_e = len(layout.ENTITY_TYPES)
-        # np.zeros maps untouched pages lazily: memory is committed as entities arrive
-        self._arrays: dict[str, npt.NDArray[np.generic]] = {
-            "card_keys": np.zeros(cap.cards, np.int64),
-            "card_f64": np.zeros((cap.cards, layout.CARD_F64), np.float64),
-            "card_f32": np.zeros((cap.cards, layout.CARD_F32), np.float32),
-            "card_i64": np.zeros((cap.cards, layout.CARD_I64), np.int64),
-            "ent_keys": np.zeros((n_e, cap.entities), np.int64),
-            "ent_f64": np.zeros((n_e, cap.entities, layout.ENT_F64), np.float64),
-            "ent_f32": np.zeros((n_e, cap.entities, layout.ENT_F32), np.float32),
-            "ent_i64": np.zeros((n_e, cap.entities, layout.ENT_I64), np.int64),
-            "recent_keys": np.zeros(cap.recent_transactions, np.int64),
-            "recent_vals": np.zeros((cap.recent_transactions, layout.RECENT_I64), np.int64),
-            "recent_t": np.zeros((cap.recent_transactions, 1), np.float64),
-            "stats": np.zeros(layout.N_STATS, np.int64),
-        }
-        self._bind()
+        self._bind(_allocate(cap))
 
-    def _bind(self) -> None:
-        a = self._arrays
-        self._state = (
-            a["card_keys"],
-            a["card_f64"],
-            a["card_f32"],
-            a["card_i64"],
-            a["ent_keys"],
-            a["ent_f64"],
-            a["ent_f32"],
-            a["ent_i64"],
-            a["recent_keys"],
-            a["recent_vals"],
-            a["recent_t"],
-            a["stats"],
-        )
+    def _bind(self, state: npt.NDArray[np.uint8]) -> None:
+        self._state = state
+        self._arrays: dict[str, npt.NDArray[np.generic]] = _regions(state, self.capacity)
 
     # --- the hot path ------------------------------------------------------------------
 
     def process(self, batch: TransactionBatch, out: npt.NDArray[np.float32] | None = None) -> npt.NDArray[np.float32]:
         """Features of each transaction (float32 [n, N_FEATURES]); folds the batch into the state."""
-        n = len(batch)
         if out is None:
-            out = np.empty((n, schema.N_FEATURES), np.float32)
-        kernels.process_batch(batch.reals, batch.ints, *self._state, out)
+            out = np.empty((len(batch.transaction_ids), schema.N_FEATURES), np.float32)
+        kernels.process_batch(batch.reals, batch.ints, self._state, out)
         return out
 
     def apply_labels(
@@ -164,8 +134,9 @@ class FeatureEngine:
         """A deep copy of the whole state (for a consistent snapshot written off the event loop)."""
         twin = FeatureEngine.__new__(FeatureEngine)
         twin.capacity = self.capacity
-        twin._arrays = {name: arr.copy() for name, arr in self._arrays.items()}
-        twin._bind()
+        state = _allocate(self.capacity)
+        state[:] = self._state
+        twin._bind(state)
         return twin
 
     def sparse_state(self) -> dict[str, npt.NDArray[np.generic]]:
@@ -219,6 +190,66 @@ class FeatureEngine:
                 if rows is None or data[name].dtype != target.dtype:
                     raise SnapshotError(f"{path}: array {name} does not fit this build's layout")
                 target[idx] = rows
+
+
+def _shapes(cap: EngineCapacity) -> dict[str, tuple[type[np.generic], tuple[int, ...]]]:
+    """dtype and shape of each table, by name."""
+    n_e = len(layout.ENTITY_TYPES)
+    return {
+        "card_keys": (np.int64, (cap.cards,)),
+        "card_f64": (np.float64, (cap.cards, layout.CARD_F64)),
+        "card_f32": (np.float32, (cap.cards, layout.CARD_F32)),
+        "card_i64": (np.int64, (cap.cards, layout.CARD_I64)),
+        "ent_keys": (np.int64, (n_e, cap.entities)),
+        "ent_f64": (np.float64, (n_e, cap.entities, layout.ENT_F64)),
+        "ent_f32": (np.float32, (n_e, cap.entities, layout.ENT_F32)),
+        "ent_i64": (np.int64, (n_e, cap.entities, layout.ENT_I64)),
+        "recent_keys": (np.int64, (cap.recent_transactions,)),
+        "recent_vals": (np.int64, (cap.recent_transactions, layout.RECENT_I64)),
+        "recent_t": (np.float64, (cap.recent_transactions, 1)),
+        "stats": (np.int64, (layout.N_STATS,)),
+    }
+
+
+def _offsets(cap: EngineCapacity) -> tuple[list[int], int]:
+    """Byte offset of each region in ``layout.STATE_REGIONS`` order (after the header, each aligned to a cache
+    line) and the total size. The kernels read the offsets from the header, in the same order."""
+    offsets = []
+    end = layout.HEADER_BYTES
+    shapes = _shapes(cap)
+    for name in layout.STATE_REGIONS:
+        dtype, shape = shapes[name]
+        offsets.append(end)
+        size = int(np.dtype(dtype).itemsize * np.prod(shape))
+        end += -(-size // layout.REGION_ALIGN) * layout.REGION_ALIGN
+    return offsets, end
+
+
+def _allocate(cap: EngineCapacity) -> npt.NDArray[np.uint8]:
+    """A zeroed state buffer with its header written, starting on a cache line.
+
+    ``np.zeros`` maps untouched pages lazily: memory is committed as entities arrive.
+    """
+    offsets, size = _offsets(cap)
+    raw = np.zeros(size + layout.REGION_ALIGN, np.uint8)
+    start = -raw.ctypes.data % layout.REGION_ALIGN
+    state = raw[start : start + size]
+    header = state[: layout.HEADER_BYTES].view(np.int64)
+    header[[layout.H_CARDS, layout.H_ENTITIES, layout.H_RECENT]] = cap.cards, cap.entities, cap.recent_transactions
+    header[layout.H_OFFSETS : layout.H_OFFSETS + len(offsets)] = offsets
+    return state
+
+
+def _regions(state: npt.NDArray[np.uint8], cap: EngineCapacity) -> dict[str, npt.NDArray[np.generic]]:
+    """Each table as a view of the state buffer, by name."""
+    offsets, _ = _offsets(cap)
+    shapes = _shapes(cap)
+    arrays: dict[str, npt.NDArray[np.generic]] = {}
+    for name, start in zip(layout.STATE_REGIONS, offsets, strict=True):
+        dtype, shape = shapes[name]
+        size = int(np.dtype(dtype).itemsize * np.prod(shape))
+        arrays[name] = state[start : start + size].view(dtype).reshape(shape)
+    return arrays
 
 
 # table -> (key array, row arrays); rows share the key array's slot index

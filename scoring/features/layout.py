@@ -16,6 +16,10 @@ Windows (say which are exact, README "Entity state"):
 - customer/device/IP/merchant 1 h: 12 buckets of 5 min; 24 h: 24 buckets of 1 h.
 Bucketed windows keep a running total of their live buckets, so a read costs O(1); a
 transaction older than the newest bucket (out of order) falls back to summing buckets.
+
+All tables live in one buffer (``STATE_REGIONS``, in order, each 64-byte aligned, after a
+header of ``HEADER_BYTES``): the kernels take that one array rather than a dozen, which
+halves the fixed cost of a call, and a key set (8 keys of 8 bytes) fills exactly one cache line.
 """
 
 from __future__ import annotations
@@ -120,3 +124,26 @@ S_RECENT_EVICT = 5
 S_LABELS_APPLIED = 6
 S_LABELS_UNKNOWN = 7
 N_STATS = 8
+
+# --- the packed state buffer ----------------------------------------------------------------
+# header words (int64): capacities, then the byte offset of each region in STATE_REGIONS order
+H_CARDS = 0
+H_ENTITIES = 1
+H_RECENT = 2
+H_OFFSETS = 3
+STATE_REGIONS = (
+    "card_keys",
+    "card_f64",
+    "card_f32",
+    "card_i64",
+    "ent_keys",
+    "ent_f64",
+    "ent_f32",
+    "ent_i64",
+    "recent_keys",
+    "recent_vals",
+    "recent_t",
+    "stats",
+)
+HEADER_BYTES = 128  # >= 8 * (H_OFFSETS + len(STATE_REGIONS)), a multiple of the alignment
+REGION_ALIGN = 64  # a cache line
