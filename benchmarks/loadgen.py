@@ -41,6 +41,7 @@ DEFAULT_TARGET = "127.0.0.1:50051"
 _DEFAULT_BATCH = {"score": 1, "stream": 1, "batch": 256}
 DEFAULT_RATE = 1000.0
 SCENARIO_RATE = 2000.0
+SCENARIO_PIPELINE = 8  # messages in flight per stream in the scenario's pipelined stream run
 _DEFAULT = " (default %(default)s)"
 
 
@@ -76,7 +77,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--tls-ca", type=Path, help="PEM CA bundle: connect with TLS, trusting this CA")
     p.add_argument("--scenario", choices=("all",),
                    help="all: the README table (unary closed, unary open at --rate, default 2000 rps, stream "
-                        "batch 1/64/256 closed, batch 256 closed); ignores --rpc, --mode and --batch-size")
+                        f"batch 1 closed (pipeline --pipeline, then {SCENARIO_PIPELINE}), stream batch 64/256 closed, "
+                        "batch 256 closed); ignores --rpc, --mode and --batch-size")
     p.add_argument("--spawn-server", action="store_true",
                    help="start a scoring server on --data-dir for the benchmark, stop it afterwards")
     p.add_argument("--data-dir", type=Path, default=Path("data"),
@@ -108,9 +110,9 @@ def run_parameters(args: argparse.Namespace) -> list[RunParameters]:
     """The runs asked for, in order."""
     rate = args.rate or (SCENARIO_RATE if args.scenario else DEFAULT_RATE)
 
-    def run(name: str, rpc: str, mode: str, batch: int) -> RunParameters:
+    def run(name: str, rpc: str, mode: str, batch: int, pipeline: int | None = None) -> RunParameters:
         return RunParameters(name=name, rpc=rpc, mode=mode, batch_size=batch, concurrency=args.concurrency,
-                             pipeline=args.pipeline, rate=rate if mode == "open" else None,
+                             pipeline=pipeline or args.pipeline, rate=rate if mode == "open" else None,
                              duration_s=args.duration, warmup_s=args.warmup, processes=args.processes)
 
     if args.scenario == "all":
@@ -118,6 +120,7 @@ def run_parameters(args: argparse.Namespace) -> list[RunParameters]:
             run("unary, closed", "score", "closed", 1),
             run(f"unary, open {rate:g} rps", "score", "open", 1),
             run("stream batch 1, closed", "stream", "closed", 1),
+            run(f"stream batch 1, closed, pipeline {SCENARIO_PIPELINE}", "stream", "closed", 1, SCENARIO_PIPELINE),
             run("stream batch 64, closed", "stream", "closed", 64),
             run("stream batch 256, closed", "stream", "closed", 256),
             run("batch 256, closed", "batch", "closed", 256),

@@ -40,8 +40,17 @@ def thresholds_array(thresholds: Thresholds) -> npt.NDArray[np.float64]:
 
 
 def decide(scores: npt.NDArray[np.float64], thresholds: npt.NDArray[np.float64]) -> npt.NDArray[np.int64]:
-    """fraud.v1.Action value per score (``thresholds``: ascending challenge, review, block)."""
+    """fraud.v1.Action value per score (``thresholds``: ascending challenge, review, block).
+
+    A score that is not a number (only a broken model gives one) is held for REVIEW: neither let through
+    nor refused without a person looking."""
     if scores.shape[0] == 1:  # the inline case: skip NumPy's per-call overhead
         s = float(scores[0])
+        if s != s:
+            return np.array([REVIEW], np.int64)
         return np.array([ALLOW + sum(1 for t in thresholds.tolist() if s >= t)], np.int64)
-    return np.searchsorted(thresholds, scores, side="right").astype(np.int64) + ALLOW
+    actions = np.searchsorted(thresholds, scores, side="right").astype(np.int64) + ALLOW
+    unknown = np.isnan(scores)
+    if unknown.any():
+        actions[unknown] = REVIEW
+    return actions

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import signal
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,8 +34,7 @@ from scoring.decision import parse_bands
 from scoring.features import EngineCapacity, FeatureEngine, SnapshotError
 from scoring.features.engine import write_snapshot
 from scoring.model import ActiveModel, ModelWatcher, load_promoted
-from scoring.scorer import Scorer
-from scoring.serde import batch_from_proto, decisions_to_proto
+from scoring.scorer import OVERLAP_MIN_ROWS, Scorer
 from scoring.servicer import ScoringServicer, add_scoring_service
 
 log = logging.getLogger("fraudguard.scoring")
@@ -75,13 +74,15 @@ def restore_engine(settings: Settings) -> FeatureEngine:
 
 
 def warm_up(scorer: Scorer, tokenizer: PanTokenizer) -> None:
-    """Run the whole path once on a throw-away engine, so the first real call does not pay for
-    loading the compiled kernels (Numba loads its on-disk cache lazily, per signature)."""
-    scratch = Scorer(FeatureEngine(EngineCapacity(8, 8, 8)), scorer.model, None, scorer.top_reasons)
+    """Run the whole path (wire decode, features, model, reasons, wire encode) on a throw-away engine, so the
+    first real call does not pay for loading the compiled kernels (Numba loads its on-disk cache lazily, per
+    signature)."""
+    scratch = ScoringServicer(Scorer(FeatureEngine(EngineCapacity(8, 8, 8)), scorer.model, None, scorer.top_reasons),
+                              tokenizer, max_batch=2)
+    scratch.score_one(scoring_pb2.ScoreRequest(transaction=_WARM_UP_TRANSACTION).SerializeToString())
     for n in (1, 2):
-        txs = [_WARM_UP_TRANSACTION] * n
-        batch, _ = batch_from_proto(txs, "transactions", time.time(), tokenizer)
-        decisions_to_proto(scratch.score(batch), batch.transaction_ids)
+        request = scoring_pb2.ScoreBatchRequest(transactions=[_WARM_UP_TRANSACTION] * n).SerializeToString()
+        scratch.score_many(request, scoring_pb2.ScoreBatchRequest)
 
 
 _WARM_UP_TRANSACTION = transaction_pb2.Transaction(
@@ -147,6 +148,7 @@ class ScoringServer:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.server.stop(self.settings.shutdown_grace_s if grace is None else grace)
+        self.scorer.close()
         path = await self.snapshot()
         log.info("stopped", extra={"snapshot": str(path)})
 
@@ -164,8 +166,15 @@ async def start_server(settings: Settings) -> ScoringServer:
     except BundleError as exc:
         raise StartupError(ExitCode.NO_MODEL_BUNDLE, str(exc)) from exc
     engine = await asyncio.to_thread(restore_engine, settings)
-    scorer = Scorer(engine, model, bands, settings.top_reasons)
+    # with one onnxruntime thread, reasons for large batches run on a second thread meanwhile; with more,
+    # onnxruntime already keeps the cores busy
+    overlap = OVERLAP_MIN_ROWS if settings.onnx_threads == 1 else None
+    scorer = Scorer(engine, model, bands, settings.top_reasons, overlap_min_rows=overlap)
     await asyncio.to_thread(warm_up, scorer, PanTokenizer(key))
+    # Everything loaded so far (models, compiled kernels, the state) lives as long as the process: move it out of
+    # the collector's generations, so full collections do not walk it while serving (pauses of milliseconds).
+    gc.collect()
+    gc.freeze()
 
     options = [
         ("grpc.max_receive_message_length", settings.max_message_bytes),

@@ -1,10 +1,16 @@
-"""``fraud.v1.ScoringService`` over grpc.aio: a thin adapter between protobuf and the Scorer."""
+"""``fraud.v1.ScoringService`` over grpc.aio: a thin adapter between the wire and the Scorer.
+
+The three scoring methods take and return raw bytes: ``scoring.wire`` decodes a request
+message straight into column blocks and encodes the decisions straight into the response
+message, each in one Numba call per message, so no protobuf object is built per
+transaction. The other methods use the generated message classes.
+"""
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, MutableSequence, Sequence
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TypeVar
@@ -15,13 +21,15 @@ from google.protobuf.message import DecodeError, Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from fraudguard.errors import ValidationError
-from fraudguard.proto.fraud.v1 import scoring_pb2, scoring_pb2_grpc, transaction_pb2
+from fraudguard.proto.fraud.v1 import scoring_pb2
 from fraudguard.security.pan import PanTokenizer
 from scoring.features.keys import entity_key
 from scoring.features.schema import FEATURES
 from scoring.grpc_errors import grpc_errors
 from scoring.scorer import Scorer
-from scoring.serde import MAX_ID_LEN, batch_from_proto, fill_decisions, results_into
+from scoring.serde import MAX_ID_LEN
+from scoring.wire import decode_batch, decode_single, encode_results, encode_score_response
+from scoring.wire.decode import BatchMessage
 
 log = logging.getLogger("fraudguard.scoring")
 
@@ -64,16 +72,14 @@ def _well_formed(request: T | MalformedRequest) -> T:
 
 
 def add_scoring_service(servicer: ScoringServicer, server: grpc.aio.Server) -> None:
-    """Register like the generated ``add_ScoringServiceServicer_to_server``, except that request bytes
-    which do not parse get ``INVALID_ARGUMENT`` (not grpc's ``INTERNAL``)."""
+    """Register like the generated ``add_ScoringServiceServicer_to_server``, except that the scoring methods
+    get raw bytes (decoded by ``scoring.wire``) and request bytes which do not parse get ``INVALID_ARGUMENT``
+    (not grpc's ``INTERNAL``)."""
     pb = scoring_pb2
     handlers = {
-        "Score": grpc.unary_unary_rpc_method_handler(
-            servicer.Score, _tolerant(pb.ScoreRequest), pb.ScoreResponse.SerializeToString),
-        "ScoreStream": grpc.stream_stream_rpc_method_handler(
-            servicer.ScoreStream, _tolerant(pb.ScoreStreamRequest), pb.ScoreStreamResponse.SerializeToString),
-        "ScoreBatch": grpc.unary_unary_rpc_method_handler(
-            servicer.ScoreBatch, _tolerant(pb.ScoreBatchRequest), pb.ScoreBatchResponse.SerializeToString),
+        "Score": grpc.unary_unary_rpc_method_handler(servicer.Score),
+        "ScoreStream": grpc.stream_stream_rpc_method_handler(servicer.ScoreStream),
+        "ScoreBatch": grpc.unary_unary_rpc_method_handler(servicer.ScoreBatch),
         "GetModelInfo": grpc.unary_unary_rpc_method_handler(
             servicer.GetModelInfo, _tolerant(pb.GetModelInfoRequest), pb.GetModelInfoResponse.SerializeToString),
         "ReportOutcome": grpc.unary_unary_rpc_method_handler(
@@ -84,7 +90,7 @@ def add_scoring_service(servicer: ScoringServicer, server: grpc.aio.Server) -> N
     server.add_registered_method_handlers(name, handlers)
 
 
-class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
+class ScoringServicer:
     """Every method validates, hands columns to the Scorer, and translates the answer."""
 
     def __init__(self, scorer: Scorer, tokenizer: PanTokenizer, max_batch: int) -> None:
@@ -92,58 +98,46 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
         self._tokenizer = tokenizer
         self._max_batch = max_batch
 
-    # --- scoring ------------------------------------------------------------------------
+    @property
+    def scorer(self) -> Scorer:
+        return self._scorer
 
-    def _score_into(
-        self,
-        results: MutableSequence[scoring_pb2.ScoreResult],
-        transactions: Sequence[transaction_pb2.Transaction],
-        field: str,
-    ) -> None:
-        """Results in request order; a bad transaction gets its own error result."""
+    # --- scoring: raw bytes in, raw bytes out ----------------------------------------------
+
+    def score_one(self, request: bytes) -> bytes:
+        """A ScoreRequest answered with its ScoreResponse; a bad transaction raises ``ValidationError``."""
         started = time.perf_counter_ns()
-        if len(transactions) > self._max_batch:
-            raise ValidationError(field, f"at most {self._max_batch} transactions per message, got {len(transactions)}")
-        batch, failures = batch_from_proto(transactions, field, time.time(), self._tokenizer)
-        scored = self._scorer.score(batch, started) if len(batch) else None
-        results_into(results, scored, batch, len(transactions), failures)
+        decoded = decode_single(request, time.time(), self._tokenizer)
+        scored = self._scorer.score(decoded.batch, started)
+        return encode_score_response(scored, decoded.buffer, int(decoded.id_start[0]), int(decoded.id_len[0]))
 
-    @grpc_errors
-    async def Score(
-        self, request: scoring_pb2.ScoreRequest, context: grpc.aio.ServicerContext
-    ) -> scoring_pb2.ScoreResponse:
+    def score_many(self, request: bytes, message_type: BatchMessage) -> bytes:
+        """A ScoreBatchRequest or ScoreStreamRequest answered with one result per transaction, in order;
+        a bad transaction gets its own error result."""
         started = time.perf_counter_ns()
-        await _check_deadline(context)
-        request = _well_formed(request)
-        if not request.HasField("transaction"):
-            raise ValidationError("transaction", "required")
-        batch, failures = batch_from_proto([request.transaction], "transaction", time.time(), self._tokenizer)
-        if failures:
-            raise failures[0].error
-        scored = self._scorer.score(batch, started)
-        response = scoring_pb2.ScoreResponse()
-        fill_decisions([response.decision], scored, batch.transaction_ids)
-        return response
+        decoded = decode_batch(request, message_type, time.time(), self._tokenizer, self._max_batch)
+        scored = self._scorer.score(decoded.batch, started) if len(decoded.batch) else None
+        return encode_results(scored, decoded.buffer, decoded.id_start, decoded.id_len, decoded.failures,
+                              decoded.n_requested)
 
     @grpc_errors
-    async def ScoreBatch(
-        self, request: scoring_pb2.ScoreBatchRequest, context: grpc.aio.ServicerContext
-    ) -> scoring_pb2.ScoreBatchResponse:
-        await _check_deadline(context)
-        request = _well_formed(request)
-        response = scoring_pb2.ScoreBatchResponse()
-        self._score_into(response.results, request.transactions, "transactions")
-        return response
+    async def Score(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        if _deadline_passed(context):
+            await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline passed before scoring started")
+        return self.score_one(request)
 
     @grpc_errors
-    async def ScoreStream(
-        self, request_iterator: AsyncIterator[scoring_pb2.ScoreStreamRequest], context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[scoring_pb2.ScoreStreamResponse]:
-        async for message in request_iterator:
-            request = _well_formed(message)
-            response = scoring_pb2.ScoreStreamResponse()
-            self._score_into(response.results, request.transactions, "transactions")
-            yield response
+    async def ScoreBatch(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        if _deadline_passed(context):
+            await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline passed before scoring started")
+        return self.score_many(request, scoring_pb2.ScoreBatchRequest)
+
+    @grpc_errors
+    async def ScoreStream(self, request_iterator: AsyncIterator[bytes],
+                          context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
+        score_many, message_type = self.score_many, scoring_pb2.ScoreStreamRequest
+        async for request in request_iterator:
+            yield score_many(request, message_type)
 
     # --- model and outcomes -------------------------------------------------------------
 
@@ -209,7 +203,6 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
         return scoring_pb2.ReportOutcomeResponse(applied=applied)
 
 
-async def _check_deadline(context: grpc.aio.ServicerContext) -> None:
+def _deadline_passed(context: grpc.aio.ServicerContext) -> bool:
     remaining = context.time_remaining()
-    if remaining is not None and remaining <= 0:
-        await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline passed before scoring started")
+    return remaining is not None and remaining <= 0

@@ -28,7 +28,14 @@ def test_actions_at_thresholds() -> None:
     assert [int(decide(scores[i : i + 1], t)[0]) for i in range(len(scores))] == expected
 
 
-@given(st.lists(st.floats(0, 1), min_size=1, max_size=50), st.floats(0.01, 1), st.floats(0.01, 1), st.floats(0.01, 1))
+def test_a_score_that_is_not_a_number_is_held_for_review() -> None:
+    t = thresholds_array(Thresholds(0.3, 0.6, 0.9))
+    assert decide(np.array([np.nan]), t).tolist() == [REVIEW]
+    assert decide(np.array([np.nan, 0.1, 0.95, np.nan]), t).tolist() == [REVIEW, ALLOW, BLOCK, REVIEW]
+
+
+@given(st.lists(st.floats(0, 1) | st.just(float("nan")), min_size=1, max_size=50), st.floats(0.01, 1),
+       st.floats(0.01, 1), st.floats(0.01, 1))
 def test_single_and_batch_paths_agree(scores: list[float], a: float, b: float, c: float) -> None:
     t = np.array(sorted([a, b, c]))
     batch = decide(np.array(scores), t).tolist()
