@@ -147,8 +147,16 @@ async def test_cancelled_and_expired_streams_leave_server_healthy(stub: Stub) ->
             call.cancel()
             break
     assert call.cancelled()
-    # a deadline that expires mid-stream
-    slow = stub.ScoreStream(requests(), timeout=0.2)
+
+    async def few_then_idle() -> AsyncIterator[scoring_pb2.ScoreStreamRequest]:
+        # no write may be in flight when the deadline fires: grpc.aio's client then reports its own failed
+        # send as INTERNAL instead of the deadline (a client-side race, whatever the server does)
+        for m in range(3):
+            yield scoring_pb2.ScoreStreamRequest(transactions=[make_transaction(m)])
+        await asyncio.sleep(5)
+
+    # a deadline that expires mid-stream, with the stream open and answered so far
+    slow = stub.ScoreStream(few_then_idle(), timeout=0.2)
     with pytest.raises(grpc.aio.AioRpcError) as info:
         async for _ in slow:
             pass
