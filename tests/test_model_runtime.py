@@ -357,8 +357,8 @@ def _scorer(model: ActiveModel, overlap_min_rows: int | None) -> Scorer:
 
 
 def _helper_threads(scorer: Scorer) -> list[threading.Thread]:
-    """The live helper threads of ``scorer`` (named after it)."""
-    name = f"fraudguard-scorer-{id(scorer):x}"
+    """The live helper threads of ``scorer`` (named after it; the pool numbers its one thread ``_0``)."""
+    name = f"fraudguard-scorer-{id(scorer):x}_0"
     return [t for t in threading.enumerate() if t.name == name and t.is_alive()]
 
 
