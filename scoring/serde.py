@@ -197,17 +197,6 @@ def fill_decisions(
             add(feature=names[f], value=v, contribution=c, text=formats[f](value=v))
 
 
-def decisions_to_proto(
-    scored: ScoredBatch,
-    transaction_ids: Sequence[str],
-    rule_set_version: str = "",
-) -> list[scoring_pb2.Decision]:
-    """One new ``Decision`` per row of ``scored``."""
-    decisions = [scoring_pb2.Decision() for _ in transaction_ids]
-    fill_decisions(decisions, scored, transaction_ids, rule_set_version)
-    return decisions
-
-
 def results_into(
     results: MutableSequence[scoring_pb2.ScoreResult],
     scored: ScoredBatch | None,
