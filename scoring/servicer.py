@@ -122,14 +122,12 @@ class ScoringServicer:
 
     @grpc_errors
     async def Score(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
-        if _deadline_passed(context):
-            await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline passed before scoring started")
+        await _check_deadline(context)
         return self.score_one(request)
 
     @grpc_errors
     async def ScoreBatch(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
-        if _deadline_passed(context):
-            await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline passed before scoring started")
+        await _check_deadline(context)
         return self.score_many(request, scoring_pb2.ScoreBatchRequest)
 
     @grpc_errors
@@ -203,6 +201,7 @@ class ScoringServicer:
         return scoring_pb2.ReportOutcomeResponse(applied=applied)
 
 
-def _deadline_passed(context: grpc.aio.ServicerContext) -> bool:
+async def _check_deadline(context: grpc.aio.ServicerContext) -> None:
     remaining = context.time_remaining()
-    return remaining is not None and remaining <= 0
+    if remaining is not None and remaining <= 0:
+        await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline passed before scoring started")
