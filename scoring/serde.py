@@ -214,13 +214,18 @@ def results_into(
         if failure is None:
             targets.append(results.add(transaction_id=ids[len(targets)]).decision)  # type: ignore[attr-defined]
         else:
-            err = failure.error
-            results.add(  # type: ignore[attr-defined]
-                transaction_id=failure.transaction_id,
-                error=scoring_pb2.ItemError(code=_INVALID_ARGUMENT, field=err.field, message=err.message),
-            )
+            results.append(error_result(failure))
     if scored is not None and targets:
         fill_decisions(targets, scored, ids)
+
+
+def error_result(failure: ItemFailure) -> scoring_pb2.ScoreResult:
+    """The ``ScoreResult`` that answers a transaction which could not be scored."""
+    err = failure.error
+    return scoring_pb2.ScoreResult(
+        transaction_id=failure.transaction_id,
+        error=scoring_pb2.ItemError(code=_INVALID_ARGUMENT, field=err.field, message=err.message),
+    )
 
 
 _INVALID_ARGUMENT = 3  # grpc.StatusCode.INVALID_ARGUMENT, without importing grpc here

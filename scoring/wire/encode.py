@@ -24,10 +24,9 @@ from numba import njit
 from fraudguard.proto.fraud.v1 import scoring_pb2
 from scoring.features.schema import FEATURES
 from scoring.scorer import ScoredBatch
-from scoring.serde import ItemFailure
+from scoring.serde import ItemFailure, error_result
 from scoring.wire.reason_text import N_COLUMNS, ReasonTexts, copy_bytes, format_texts, text_capacity
 
-_INVALID_ARGUMENT = 3  # grpc.StatusCode.INVALID_ARGUMENT, as serde.results_into writes it
 # Columns of the encoder's table after ReasonTexts' own: where each feature's name lies in the blob.
 COL_NAME_START, COL_NAME_LEN = N_COLUMNS, N_COLUMNS + 1
 # Wire tags: (field number << 3) | wire type (0 varint, 1 fixed64, 2 length-delimited).
@@ -133,11 +132,7 @@ def _failure_positions(ordered: Sequence[ItemFailure], n_requested: int) -> list
 
 def _failure_bytes(failure: ItemFailure) -> bytes:
     """One ``results`` entry (tag, length, ``ScoreResult{transaction_id, error}``), as results_into builds it."""
-    err = failure.error
-    result = scoring_pb2.ScoreResult(transaction_id=failure.transaction_id,
-                                     error=scoring_pb2.ItemError(code=_INVALID_ARGUMENT, field=err.field,
-                                                                 message=err.message))
-    return scoring_pb2.ScoreBatchResponse(results=[result]).SerializeToString()
+    return scoring_pb2.ScoreBatchResponse(results=[error_result(failure)]).SerializeToString()
 
 
 def _splice(out: npt.NDArray[np.uint8], row_ends: npt.NDArray[np.int64], positions: Sequence[int],
