@@ -15,8 +15,9 @@ from fraudguard.security.pan import PanTokenizer
 from scoring.features import EngineCapacity, FeatureEngine
 from scoring.features.schema import INDEX
 from scoring.serde import batch_from_proto
+from trainer.payments import Payments
 from trainer.replay import batch_from_payments, capacity_for, replay_features
-from trainer.synthetic import FraudType, SyntheticConfig, SyntheticPayments, generate_payments
+from trainer.synthetic import FraudType, SyntheticConfig, generate_payments
 
 MERCHANT_RATE = INDEX["merchant_fraud_rate"]
 DEVICE_RATE = INDEX["device_fraud_rate"]
@@ -24,18 +25,18 @@ T0 = 1_750_000_000
 
 
 @pytest.fixture(scope="module")
-def payments() -> SyntheticPayments:
+def payments() -> Payments:
     return generate_payments(SyntheticConfig(n_transactions=4_000, seed=5, days=14))
 
 
-def hand_made(rows: list[dict[str, object]]) -> SyntheticPayments:
+def hand_made(rows: list[dict[str, object]]) -> Payments:
     """Payments from a few rows; every field not given takes a plain default."""
     def column(name: str, default: object, dtype: npt.DTypeLike) -> npt.NDArray[Any]:
         values: npt.NDArray[Any] = np.array([r.get(name, default) for r in rows], dtype=dtype)
         return values
 
     n = len(rows)
-    return SyntheticPayments(
+    return Payments(
         transaction_id=np.array([f"t{i}" for i in range(n)]),
         event_time=column("time", T0, np.int64),
         amount_minor=column("amount_minor", 2500, np.int64),
@@ -54,12 +55,12 @@ def hand_made(rows: list[dict[str, object]]) -> SyntheticPayments:
         channel=column("channel", pb.CHANNEL_ECOMMERCE, np.int32),
         entry_mode=column("entry_mode", pb.ENTRY_MODE_MANUAL, np.int32),
         is_fraud=column("fraud", False, np.bool_),
-        fraud_type=np.array([FraudType.ACCOUNT_TAKEOVER if r.get("fraud") else FraudType.NONE for r in rows], np.int8),
+        scenario=np.array(["account_takeover" if r.get("fraud") else "" for r in rows], np.str_),
         label_time=column("label_time", math.inf, np.float64),
     )
 
 
-def test_batches_of_one_and_of_256_give_identical_features(payments: SyntheticPayments) -> None:
+def test_batches_of_one_and_of_256_give_identical_features(payments: Payments) -> None:
     head = payments.take(slice(0, 1500))
     one = replay_features(head, batch_size=1)
     many = replay_features(head, batch_size=256)
@@ -67,7 +68,7 @@ def test_batches_of_one_and_of_256_give_identical_features(payments: SyntheticPa
     assert np.array_equal(one, many)
 
 
-def test_replay_is_deterministic(payments: SyntheticPayments) -> None:
+def test_replay_is_deterministic(payments: Payments) -> None:
     assert np.array_equal(replay_features(payments), replay_features(payments))
 
 
@@ -106,11 +107,11 @@ def test_labels_raise_the_rates_of_compromised_merchants_and_bad_devices() -> No
     later = p.event_time > p.event_time[0] + 20 * 86400
     legit = later & ~p.is_fraud
     for kind, col in ((FraudType.COMPROMISED_MERCHANT, MERCHANT_RATE), (FraudType.KNOWN_BAD_DEVICE, DEVICE_RATE)):
-        rows = later & (p.fraud_type == kind)
+        rows = later & (p.scenario == kind.name.lower())
         assert np.median(x[rows, col]) > 3 * np.median(x[legit, col]), kind.name
 
 
-def test_columns_match_the_servers_decoding(payments: SyntheticPayments) -> None:
+def test_columns_match_the_servers_decoding(payments: Payments) -> None:
     protos = list(payments.iter_transaction_protos(0, 500))
     now = float(payments.event_time[499]) + 1.0
     served, failures = batch_from_proto(protos, "transactions", now, PanTokenizer(bytes(32)))
@@ -124,7 +125,7 @@ def test_columns_match_the_servers_decoding(payments: SyntheticPayments) -> None
         assert np.array_equal(getattr(ours, name), getattr(served, name)), name
 
 
-def test_features_match_the_server_path_exactly(payments: SyntheticPayments) -> None:
+def test_features_match_the_server_path_exactly(payments: Payments) -> None:
     n = 2000
     capacity = capacity_for(payments)
     tokenizer = PanTokenizer(bytes(32))
@@ -140,7 +141,7 @@ def test_features_match_the_server_path_exactly(payments: SyntheticPayments) -> 
     assert np.array_equal(np.concatenate(served), replayed)
 
 
-def test_capacity_has_room_for_every_entity(payments: SyntheticPayments) -> None:
+def test_capacity_has_room_for_every_entity(payments: Payments) -> None:
     cap = capacity_for(payments)
     assert cap.cards >= 4 * len(np.unique(payments.card_token))
     assert cap.entities >= 4 * len(np.unique(payments.merchant_id))
@@ -148,6 +149,6 @@ def test_capacity_has_room_for_every_entity(payments: SyntheticPayments) -> None
     assert capacity_for(payments, headroom=1).cards < engine_default.cards
 
 
-def test_bad_batch_size_is_refused(payments: SyntheticPayments) -> None:
+def test_bad_batch_size_is_refused(payments: Payments) -> None:
     with pytest.raises(ValidationError, match="batch_size"):
         replay_features(payments, batch_size=0)

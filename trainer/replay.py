@@ -23,7 +23,7 @@ from fraudguard.errors import ValidationError
 from scoring.features import N_FEATURES, EngineCapacity, FeatureEngine
 from scoring.features.batch import TransactionBatch
 from scoring.features.keys import country_code, entity_key
-from trainer.synthetic import SyntheticPayments
+from trainer.payments import Payments
 
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
@@ -32,7 +32,7 @@ _T = TypeVar("_T", bound=np.generic)
 
 
 def replay_features(
-    payments: SyntheticPayments,
+    payments: Payments,
     capacity: EngineCapacity | None = None,
     batch_size: int = 256,
     label_delay_s: float | None = None,
@@ -62,7 +62,7 @@ def replay_features(
     return out
 
 
-def capacity_for(payments: SyntheticPayments, headroom: int = 4) -> EngineCapacity:
+def capacity_for(payments: Payments, headroom: int = 4) -> EngineCapacity:
     """An engine size with ``headroom`` times the distinct cards and entities (so evictions are rare)."""
     entities = max(len(np.unique(c)) for c in (payments.customer_id, payments.merchant_id, payments.device_id,
                                                    payments.ip_address))  # fmt: skip
@@ -73,7 +73,7 @@ def capacity_for(payments: SyntheticPayments, headroom: int = 4) -> EngineCapaci
     )
 
 
-def batch_from_payments(payments: SyntheticPayments, start: int, stop: int) -> TransactionBatch:
+def batch_from_payments(payments: Payments, start: int, stop: int) -> TransactionBatch:
     """Rows ``start:stop`` as the ``TransactionBatch`` the server builds from the same transactions."""
     return _Columns.of(payments, start, stop).batch(0, stop - start)
 
@@ -99,7 +99,7 @@ class _Columns:
     txn_key: I64
 
     @classmethod
-    def of(cls, p: SyntheticPayments, start: int, stop: int) -> _Columns:
+    def of(cls, p: Payments, start: int, stop: int) -> _Columns:
         rows = slice(start, stop)
         ids = p.transaction_id[rows].tolist()
         unit = _per_unique(p.currency[rows], lambda c: MINOR_UNIT[c], np.float64)
@@ -137,7 +137,7 @@ class _LabelQueue:
 
     __slots__ = ("_applied", "device_key", "known_time", "merchant_key", "positions")
 
-    def __init__(self, p: SyntheticPayments, columns: _Columns, label_delay_s: float | None) -> None:
+    def __init__(self, p: Payments, columns: _Columns, label_delay_s: float | None) -> None:
         fraud = np.flatnonzero(p.is_fraud)
         arrival = p.label_time[fraud] if label_delay_s is None else p.event_time[fraud] + float(label_delay_s)
         known = np.isfinite(arrival)
