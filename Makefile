@@ -9,7 +9,7 @@ BUF := .tools/node_modules/.bin/buf
 DATA_DIR ?= data
 PYTEST_ARGS ?=
 
-.PHONY: run test lint protos check-protos bench bench-load demo-model clean
+.PHONY: run test lint protos check-protos bench bench-load bench-trainer demo-model clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,10 @@ protos: $(VENV)/.installed $(BUF)
 ## bench: pytest-benchmark suites (kernels, model, pipeline)
 bench: $(VENV)/.installed
 	$(BIN)/pytest benchmarks --benchmark-enable --benchmark-only -p no:cacheprovider -o testpaths=benchmarks
+
+## bench-trainer: time and peak memory of generate, train and evaluate at 1 M and 5 M payments
+bench-trainer: $(VENV)/.installed
+	$(PY) -m benchmarks.trainer_scale --sizes 1000000 5000000 --output results/trainer_scale.json
 
 ## bench-load: the gRPC load generator against a server it starts itself
 bench-load: $(VENV)/.installed

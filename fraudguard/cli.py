@@ -12,6 +12,9 @@ import sys
 # subcommand -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("scoring.server", "run the gRPC scoring server"),
+    "generate": ("trainer.generate_cli", "write synthetic payments with labelled fraud scenarios"),
+    "train": ("trainer.train_cli", "train a model bundle on a payments file"),
+    "evaluate": ("trainer.evaluate_cli", "score a period with a bundle and write an evaluation report"),
     "models": ("trainer.models_cli", "list, show, promote model bundles; make the demo bundle"),
     "bench": ("benchmarks.loadgen", "load-generate against a scoring server and report latency"),
 }

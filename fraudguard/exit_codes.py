@@ -24,6 +24,9 @@ class ExitCode(IntEnum):
     BAD_MODEL_BUNDLE = 31
     # load generator: 40–49
     TARGET_UNREACHABLE = 40
+    # trainer: 50–59
+    BAD_INPUT_DATA = 50
+    CANNOT_TRAIN = 51
 
 
 EXIT_CODE_HELP: dict[ExitCode, str] = {
@@ -39,6 +42,9 @@ EXIT_CODE_HELP: dict[ExitCode, str] = {
     ExitCode.UNKNOWN_MODEL_VERSION: "no bundle with that version; 'fraudguard models list' shows them",
     ExitCode.BAD_MODEL_BUNDLE: "the bundle is malformed or was trained on another feature schema",
     ExitCode.TARGET_UNREACHABLE: "the scoring server at --target does not answer",
+    ExitCode.BAD_INPUT_DATA: "the input file cannot be read, does not fit the --map, or too many of its rows are "
+    "unreadable; the message says which rows and why",
+    ExitCode.CANNOT_TRAIN: "the data cannot make a model: no labels, an empty period, or a period without fraud",
 }
 
 

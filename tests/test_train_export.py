@@ -16,16 +16,19 @@ from scoring.decision import decide
 from scoring.model import Thresholds
 from trainer.calibrate import OperatingTargets, action_bands, action_metrics, calibrate_thresholds
 from trainer.export import MAX_PROBABILITY_DIFF, check_parity, export_onnx, onnx_probabilities
+from trainer.payments import Payments
+from trainer.periods import TrainingPeriods
 from trainer.replay import replay_features
-from trainer.synthetic import SyntheticConfig, SyntheticPayments, generate_payments
-from trainer.train import TimeSplit, TrainingParams, TrainingResult, predict, train_model
+from trainer.synthetic import SyntheticConfig, generate_payments
+from trainer.train import TrainingParams, TrainingResult, predict, train_model
 
 PARAMS = TrainingParams(num_trees=60, seed=3)
+PERIODS = TrainingPeriods(validation_fraction=0.18, test_fraction=0.15)
 
 
 @dataclasses.dataclass(frozen=True)
 class Trained:
-    payments: SyntheticPayments
+    payments: Payments
     x: npt.NDArray[np.float32]
     result: TrainingResult
     onnx_model: bytes
@@ -39,24 +42,19 @@ class Trained:
 def trained() -> Trained:
     payments = generate_payments(SyntheticConfig(n_transactions=20_000, seed=3, days=30))
     x = replay_features(payments)
-    result = train_model(x, payments.is_fraud, payments.event_time, PARAMS)
+    result = train_model(x, payments.is_fraud, PERIODS.split(payments.event_time), PARAMS)
     return Trained(payments, x, result, export_onnx(result.booster))
 
 
 def test_split_is_by_time_after_the_warm_up(trained: Trained) -> None:
     t = trained.payments.event_time
     split = trained.result.split
-    assert t[split.train.start] >= t[0] + PARAMS.warmup_s
-    assert t[split.train.start - 1] < t[0] + PARAMS.warmup_s
+    assert t[split.train.start] >= t[0] + PERIODS.warmup_s
+    assert t[split.train.start - 1] < t[0] + PERIODS.warmup_s
     assert t[split.train.stop - 1] < t[split.valid.start] and split.train.stop == split.valid.start
     assert t[split.valid.stop - 1] < t[split.test.start] and split.test.stop == len(t)
     used = len(t) - split.train.start
-    assert split.test.stop - split.test.start == pytest.approx(PARAMS.test_fraction * used, rel=0.05)
-
-
-def test_split_refuses_unsorted_times() -> None:
-    with pytest.raises(ValidationError, match="sorted"):
-        TimeSplit.of(np.array([3.0, 1.0, 2.0]), PARAMS)
+    assert split.test.stop - split.test.start == pytest.approx(PERIODS.test_fraction * used, rel=0.05)
 
 
 def test_the_model_separates_fraud(trained: Trained) -> None:
@@ -71,7 +69,7 @@ def test_the_model_separates_fraud(trained: Trained) -> None:
 
 def test_training_is_deterministic(trained: Trained) -> None:
     p = trained.payments
-    again = train_model(trained.x, p.is_fraud, p.event_time, PARAMS)
+    again = train_model(trained.x, p.is_fraud, trained.result.split, PARAMS)
     assert again.booster.model_to_string() == trained.result.booster.model_to_string()
     assert again.thresholds == trained.result.thresholds
 
@@ -79,7 +77,7 @@ def test_training_is_deterministic(trained: Trained) -> None:
 def test_training_refuses_a_slice_without_fraud(trained: Trained) -> None:
     p = trained.payments
     with pytest.raises(ValidationError, match="needs both fraud and legitimate"):
-        train_model(trained.x, np.zeros(len(p), np.bool_), p.event_time, PARAMS)
+        train_model(trained.x, np.zeros(len(p), np.bool_), trained.result.split, PARAMS)
 
 
 def test_onnx_export_agrees_with_the_booster(trained: Trained) -> None:

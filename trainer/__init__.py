@@ -13,17 +13,21 @@ if TYPE_CHECKING:
     from trainer.calibrate import OperatingTargets, action_bands, action_metrics, calibrate_thresholds
     from trainer.demo import build_demo_bundle
     from trainer.export import ParityReport, check_parity, export_onnx
+    from trainer.payments import Payments
+    from trainer.periods import TimeSplit, TrainingPeriods
     from trainer.replay import batch_from_payments, capacity_for, replay_features
-    from trainer.synthetic import FraudType, ScenarioMix, SyntheticConfig, SyntheticPayments, generate_payments
-    from trainer.train import TimeSplit, TrainingParams, TrainingResult, train_model
+    from trainer.synthetic import FraudType, ScenarioMix, SyntheticConfig, generate_payments
+    from trainer.train import TrainingParams, TrainingResult, train_model
 
 _EXPORTS = {
     "trainer.calibrate": ("OperatingTargets", "action_bands", "action_metrics", "calibrate_thresholds"),
     "trainer.demo": ("build_demo_bundle",),
     "trainer.export": ("ParityReport", "check_parity", "export_onnx"),
     "trainer.replay": ("batch_from_payments", "capacity_for", "replay_features"),
-    "trainer.synthetic": ("FraudType", "ScenarioMix", "SyntheticConfig", "SyntheticPayments", "generate_payments"),
-    "trainer.train": ("TimeSplit", "TrainingParams", "TrainingResult", "train_model"),
+    "trainer.payments": ("Payments",),
+    "trainer.synthetic": ("FraudType", "ScenarioMix", "SyntheticConfig", "generate_payments"),
+    "trainer.periods": ("TimeSplit", "TrainingPeriods"),
+    "trainer.train": ("TrainingParams", "TrainingResult", "train_model"),
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 
@@ -31,11 +35,12 @@ __all__ = [
     "FraudType",
     "OperatingTargets",
     "ParityReport",
+    "Payments",
     "ScenarioMix",
     "SyntheticConfig",
-    "SyntheticPayments",
     "TimeSplit",
     "TrainingParams",
+    "TrainingPeriods",
     "TrainingResult",
     "action_bands",
     "action_metrics",

@@ -9,6 +9,7 @@ model's float32 arithmetic cannot move a validation payment across one.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -34,6 +35,7 @@ class OperatingTargets:
     block_rate: float = 0.01  # at most this share of payments is blocked outright
     review_rate: float = 0.02  # at most this share of payments is reviewed or blocked
     challenge_rate: float = 0.05  # at most this share meets any friction (challenge, review or block)
+    review_per_day: float | None = None  # and at most this many payments a day reviewed or blocked (analyst capacity)
 
     def __post_init__(self) -> None:
         if not 0.0 < self.block_precision <= 1.0:
@@ -43,6 +45,16 @@ class OperatingTargets:
         if not 0.0 <= self.block_rate <= self.review_rate <= self.challenge_rate <= 1.0:
             raise ValidationError("review_rate", "need 0 <= block_rate <= review_rate <= challenge_rate <= 1, got "
                                   f"{self.block_rate}, {self.review_rate} and {self.challenge_rate}")  # fmt: skip
+        if self.review_per_day is not None and not self.review_per_day > 0:
+            raise ValidationError("review_per_day", f"must be > 0, got {self.review_per_day}")
+
+    def for_volume(self, payments_per_day: float) -> OperatingTargets:
+        """These targets with ``review_per_day`` turned into rates at ``payments_per_day`` (the tighter one wins)."""
+        if self.review_per_day is None or not payments_per_day > 0:
+            return self
+        review = min(self.review_rate, self.review_per_day / payments_per_day)
+        return dataclasses.replace(self, review_rate=review, block_rate=min(self.block_rate, review),
+                                   review_per_day=None)  # fmt: skip
 
 
 def calibrate_thresholds(y: B, p: F64, targets: OperatingTargets | None = None) -> Thresholds:

@@ -21,7 +21,7 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from types import MappingProxyType
 from typing import Any
 
@@ -201,14 +201,17 @@ class ModelBundle:
 
 
 def write_bundle(models_dir: Path, manifest: BundleManifest, onnx_model: bytes, trees: TreeArrays,
-                 booster_text: str | None = None) -> ModelBundle:
+                 booster_text: str | None = None, extra_files: Mapping[str, bytes] | None = None) -> ModelBundle:
     """Write ``models_dir/<manifest.version>/`` atomically: a temporary directory, fsync, rename.
 
+    ``extra_files``: more files by relative path (e.g. ``training.json``, ``report/report.html``);
+    they may not replace the bundle's own files or leave the bundle directory.
     Refuses (``BundleError``) an existing version, an empty ONNX model, trees whose feature
     count differs from the manifest's, and trees that treat zero as missing (the ONNX export
     does not reproduce LightGBM's ``zero_as_missing``). On failure nothing is left behind.
     """
     _check_contents(manifest, onnx_model, trees)
+    extras = _check_extra_files(extra_files or {})
     final = models_dir / manifest.version
     if final.exists():
         raise BundleError(f"bundle {manifest.version} already exists in {models_dir}")
@@ -223,6 +226,11 @@ def write_bundle(models_dir: Path, manifest: BundleManifest, onnx_model: bytes, 
         _write_file(staging / TREES_FILE, trees.to_bytes())
         if booster_text is not None:
             _write_file(staging / BOOSTER_FILE, booster_text.encode())
+        for relative, data in extras.items():
+            (staging / relative).parent.mkdir(parents=True, exist_ok=True)
+            _write_file(staging / relative, data)
+        for folder in {(staging / relative).parent for relative in extras} - {staging}:
+            fsync_dir(folder)
         staging.chmod(0o755)
         fsync_dir(staging)
         if final.exists():  # re-check: another writer may have finished meanwhile
@@ -235,6 +243,18 @@ def write_bundle(models_dir: Path, manifest: BundleManifest, onnx_model: bytes, 
             raise BundleError(f"cannot write bundle {manifest.version} in {models_dir}: {exc}") from exc
         raise
     return ModelBundle(final, manifest)
+
+
+def _check_extra_files(files: Mapping[str, bytes]) -> dict[PurePosixPath, bytes]:
+    own = {MANIFEST_FILE, ONNX_FILE, TREES_FILE, BOOSTER_FILE}
+    out: dict[PurePosixPath, bytes] = {}
+    for name, data in files.items():
+        path = PurePosixPath(name)
+        if path.is_absolute() or not path.parts or ".." in path.parts or str(path) in own or "\\" in name:
+            raise BundleError(f"extra bundle file {name!r} must be a relative path inside the bundle, not one of "
+                              f"{sorted(own)}")
+        out[path] = bytes(data)
+    return out
 
 
 def _check_contents(manifest: BundleManifest, onnx_model: bytes, trees: TreeArrays) -> None:
