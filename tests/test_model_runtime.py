@@ -24,7 +24,7 @@ from scoring.features.batch import TransactionBatch
 from scoring.features.keys import country_code, entity_key
 from scoring.features.schema import N_FEATURES
 from scoring.model import ActiveModel, ModelBundle, ModelRuntime, load_bundle, write_bundle
-from scoring.model.contributions import ContributionKernel, _float32_at_most, _select_largest
+from scoring.model.contributions import ContributionKernel, _select_largest, float32_at_most
 from scoring.model.registry import activate
 from scoring.model.runtime import _scoring_graph, _session_options, _unchecked_run
 from scoring.model.trees import LEAF
@@ -231,7 +231,7 @@ def test_lockstep_kernels_handle_stumps_deep_trees_and_every_feature_width() -> 
 def test_float32_thresholds_decide_as_lightgbm_does(threshold: float, value: float) -> None:
     """``v <= t`` in doubles (LightGBM) equals ``v <= t32`` in float32, t32 the largest float32 not above t:
     for a random v and for the float32 values right around t."""
-    t32 = _float32_at_most(np.array([threshold]))[0]
+    t32 = float32_at_most(np.array([threshold]))[0]
     assert t32.dtype == np.float32 and float(t32) <= threshold
     candidates = [np.float32(value)]
     with np.errstate(over="ignore"):

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 
+import lightgbm as lgb
 import numpy as np
 import numpy.typing as npt
 import onnx
+import onnxmltools
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from onnxmltools.convert.common.data_types import FloatTensorType
 
 from fraudguard.errors import BundleError, ValidationError
 from scoring.decision import decide
@@ -149,3 +152,21 @@ def test_action_bands_follow_the_scorers_decision() -> None:
     t = Thresholds(0.2, 0.3, 0.9)
     edges = np.array([t.challenge, t.review, t.block])
     assert np.array_equal(action_bands(p, t), decide(p, edges) - 1)
+
+
+def test_exported_thresholds_route_float32_features_exactly_as_lightgbm() -> None:
+    """Features equal to adjacent float32 values put LightGBM's double thresholds between two float32s; rounded to
+    the nearest float32 (as the converter does) half of them would send a payment to the other leaf."""
+    rng = np.random.default_rng(0)
+    base = np.float32(1_000.0) * rng.integers(1, 400, 4000).astype(np.float32)
+    x = np.stack([base, np.nextafter(base, np.float32(np.inf)), rng.random(4000).astype(np.float32)], axis=1)
+    x[::2, 0] = x[::2, 1]  # every other row: the next float32 up
+    y = (x[:, 0] > base) ^ (rng.random(4000) < 0.05)
+    params = {"objective": "binary", "verbosity": -1, "min_data_in_leaf": 5, "seed": 1, "deterministic": True,
+              "num_threads": 1}
+    booster = lgb.train(params, lgb.Dataset(x, y.astype(np.float32)), 30)
+    naive = onnxmltools.convert_lightgbm(booster, initial_types=[("features", FloatTensorType([None, 3]))],
+                                         zipmap=False, target_opset=15).SerializeToString()  # fmt: skip
+    p_lgb = predict(booster, x)
+    assert np.max(np.abs(onnx_probabilities(naive, x) - p_lgb)) > 1e-3  # the converter alone gets it wrong
+    assert np.max(np.abs(onnx_probabilities(export_onnx(booster), x) - p_lgb)) < 1e-6

@@ -133,7 +133,7 @@ def _nan_goes_left(trees: TreeArrays) -> npt.NDArray[np.bool_]:
     return np.where(trees.missing_type == MISSING_NONE, trees.threshold >= 0.0, trees.default_left.astype(bool))
 
 
-def _float32_at_most(threshold: npt.NDArray[np.float64]) -> npt.NDArray[np.float32]:
+def float32_at_most(threshold: npt.NDArray[np.float64]) -> npt.NDArray[np.float32]:
     """The largest float32 not above each double (so ``v <= t`` and ``v <= result`` agree for every float32 v)."""
     with np.errstate(over="ignore"):  # beyond the float32 range: inf, stepped back to the largest float below
         rounded = threshold.astype(np.float32)
@@ -155,7 +155,7 @@ def _lockstep_trees(trees: TreeArrays) -> _LockstepTrees | None:
     meta = np.where(split, trees.feature.astype(np.uint32) | np.where(_nan_goes_left(trees), _META_NAN_LEFT, _NO_BITS),
                     dummy.astype(np.uint32) | _META_LEAF)
     record = np.zeros((trees.n_nodes, 4), dtype=np.uint32)
-    record[:, 0] = np.where(split, _float32_at_most(trees.threshold), np.float32(0.0)).view(np.uint32)
+    record[:, 0] = np.where(split, float32_at_most(trees.threshold), np.float32(0.0)).view(np.uint32)
     record[:, 1] = meta
     record[:, 2] = np.where(split, trees.left, node)
     record[:, 3] = np.where(split, trees.right, node)
