@@ -103,6 +103,7 @@ def test_show_prints_the_manifest(data_dir: Path, capsys: pytest.CaptureFixture[
     text = capsys.readouterr().out
     assert f"version:      {version}  (promoted)" in text
     assert "thresholds:   challenge >= " in text and "average_precision" in text
+    assert "training:" in text and "synthetic data" in text and "1 candidate(s)" in text  # from training.json
     assert main(["show", version, "--data-dir", str(data_dir), "--json"]) == ExitCode.SUCCESS
     manifest = json.loads(capsys.readouterr().out)
     assert manifest["version"] == version and "auc" in manifest["metrics"]

@@ -8,6 +8,7 @@ malformed, fails its parity check or does not match the feature schema.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from collections.abc import Callable, Mapping
@@ -147,9 +148,29 @@ def _show(args: argparse.Namespace) -> int:
         f"description:  {m.description or '-'}",
         "metrics:",
         *(f"  {name:<36} {value:.6g}" for name, value in m.metrics.items()),
+        *_training_lines(bundle.path),
     ]
     print("\n".join(lines))
     return int(ExitCode.SUCCESS)
+
+
+def _training_lines(path: Path) -> list[str]:
+    """What ``training.json`` says about how the bundle was made (nothing for bundles without one)."""
+    try:
+        record = json.loads((path / "training.json").read_text())
+        periods, features, search = record["periods"], record["features"], record["search"]
+        lines = [
+            "training:",
+            f"  source:     {record['source']} ({record['rows']:,} rows)",
+            f"  train:      {periods['train_from']} .. {periods['train_to']}",
+            f"  test:       {periods['test_from']} .. {periods['test_to']}",
+            f"  features:   {len(features['used'])} used, left out: {', '.join(sorted(features['excluded'])) or '-'}",
+            f"  search:     {len(search['trials'])} candidate(s), stopped by {search['stopped_by']}",
+        ]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+    report = path / "report" / "report.html"
+    return lines + ([f"  report:     {report}"] if report.is_file() else [])
 
 
 def _promote(args: argparse.Namespace) -> int:
