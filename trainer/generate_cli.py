@@ -76,9 +76,10 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fraudguard generate",
         description="Generate synthetic payments: customers with homes and spending habits, their cards, devices "
-        "and IPs, merchants, daily and weekly seasonality, travel, and eight labelled fraud scenarios (card testing, "
+        "and IPs, merchants, daily and weekly seasonality, travel, legitimate look-alikes (new phones, big tickets, "
+        "bursts, shopping abroad and through VPNs, late nights) and nine labelled fraud scenarios (card testing, "
         "high velocity, amount spike, account takeover, impossible travel, compromised merchant, known-bad device, "
-        "structuring). Deterministic by seed.",
+        "structuring, friendly fraud). Deterministic by seed.",
         epilog="times: 2024-01-01 or 2024-01-01T00:00:00Z; durations: 12h, 1d, 30d",
     )
     parser.add_argument("--output", "-o", type=Path, required=True, metavar="FILE",
