@@ -1,4 +1,5 @@
-"""Recording decisions durably: the local journal that holds them while the database cannot."""
+"""Recording decisions durably: the background writer, and the local journal that holds them while the database
+cannot."""
 
 from scoring.record.errors import (
     ConcurrentUse,
@@ -11,10 +12,22 @@ from scoring.record.errors import (
     RecordTooLarge,
 )
 from scoring.record.journal import Journal, Record, TailRepair
+from scoring.record.rows import DecisionRecord
 from scoring.record.sync import OsSyncer, Syncer
+from scoring.record.writer import (
+    DecisionWriter,
+    FullPolicy,
+    RecorderClosed,
+    RecorderError,
+    RecorderFull,
+    WriterStats,
+)
 
 __all__ = [
     "ConcurrentUse",
+    "DecisionRecord",
+    "DecisionWriter",
+    "FullPolicy",
     "Journal",
     "JournalClosed",
     "JournalCorrupt",
@@ -25,6 +38,10 @@ __all__ = [
     "OsSyncer",
     "Record",
     "RecordTooLarge",
+    "RecorderClosed",
+    "RecorderError",
+    "RecorderFull",
     "Syncer",
     "TailRepair",
+    "WriterStats",
 ]

@@ -1,0 +1,185 @@
+"""One decision as the scorer hands it to the writer, and its two encodings: a row of the ``decisions`` table
+(for ``COPY``) and a compact, versioned journal payload.
+
+Times are integers, microseconds since the Unix epoch (UTC): the scorer has them as numbers, they make no
+``datetime`` on the hot path, and they round-trip exactly. Personal fields arrive already sealed (AES-256-GCM
+``nonce || ciphertext || tag``) with the id of their key; this module never sees a clear value.
+
+The journal payload (version 1, little-endian)::
+
+    u8 version | u8 flags | i64 event_time_us | i64 decided_at_us | i64 amount_minor | i32 mcc
+    | f64 latitude | f64 longitude | f64 anomaly_score | f64 score | f64 server_time_us | u32 n_features
+    | n_features × f32 features
+    | then each text/bytes field in ``_VARIABLE`` order: u32 length (0xFFFFFFFF: None) and the bytes
+
+``flags`` says which optional numbers are present (mcc, location, anomaly score). Texts are UTF-8; the JSON
+columns (rule versions, rule hits, reasons) travel as their JSON text, so they round-trip byte for byte.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from fraudguard.errors import ValidationError
+
+FORMAT_VERSION = 1
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_EPOCH_DAY = date(1970, 1, 1)
+_US_PER_DAY = 86_400_000_000
+_FIXED = struct.Struct("<BBqqqidddddI")
+_LENGTH = struct.Struct("<I")
+_NONE = 0xFFFF_FFFF
+_HAS_MCC, _HAS_LOCATION, _HAS_ANOMALY = 1, 2, 4
+_F32 = np.dtype("<f4")
+
+# the table's columns the writer fills, in COPY order (recorded_at keeps its default: when the row was stored)
+COLUMNS: tuple[str, ...] = (
+    "transaction_id", "event_time", "event_day", "card_token", "card_bin", "card_last4", "customer_id",
+    "merchant_id", "mcc", "merchant_country", "channel", "entry_mode", "amount_minor", "currency", "latitude",
+    "longitude", "device_id_enc", "ip_address_enc", "email_enc", "personal_key_id", "features", "model_version",
+    "anomaly_score", "rule_versions", "rule_hits", "score", "action", "reasons", "server_time_us", "decided_at",
+)
+# the text and bytes fields of the payload, in order (texts are str, *_enc are bytes)
+_VARIABLE: tuple[str, ...] = (
+    "transaction_id", "card_token", "card_bin", "card_last4", "customer_id", "merchant_id", "merchant_country",
+    "channel", "entry_mode", "currency", "device_id_enc", "ip_address_enc", "email_enc", "personal_key_id",
+    "model_version", "rule_versions", "rule_hits", "action", "reasons",
+)
+_BYTES = frozenset({"device_id_enc", "ip_address_enc", "email_enc"})
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionRecord:
+    """Everything the ``decisions`` table keeps of one scored transaction, as the scorer knows it.
+
+    ``features`` is the model's input row (float32, one dimension; kept as given: do not mutate it after
+    submitting). ``rule_versions``, ``rule_hits`` and ``reasons`` are JSON texts (an object, an array, an
+    array). Nothing is checked here (this is built once per transaction on the hot path); the database's
+    CHECK constraints refuse a bad row, and the writer sets such a row aside (see :mod:`scoring.record.writer`).
+    """
+
+    transaction_id: str
+    event_time_us: int
+    card_token: str
+    merchant_id: str
+    amount_minor: int
+    currency: str
+    features: npt.NDArray[np.float32]
+    model_version: str
+    score: float
+    action: str  # allow, challenge, review, block
+    server_time_us: float
+    decided_at_us: int
+    card_bin: str | None = None
+    card_last4: str | None = None
+    customer_id: str | None = None
+    mcc: int | None = None
+    merchant_country: str | None = None
+    channel: str = "unspecified"
+    entry_mode: str = "unspecified"
+    latitude: float | None = None
+    longitude: float | None = None
+    device_id_enc: bytes | None = None
+    ip_address_enc: bytes | None = None
+    email_enc: bytes | None = None
+    personal_key_id: str | None = None
+    anomaly_score: float | None = None
+    rule_versions: str = "{}"
+    rule_hits: str = "[]"
+    reasons: str = "[]"
+
+    @property
+    def event_day(self) -> date:
+        """The UTC calendar day of the event: with the transaction id, the table's key."""
+        return event_day(self.event_time_us)
+
+
+def event_day(time_us: int) -> date:
+    return _EPOCH_DAY + timedelta(days=time_us // _US_PER_DAY)
+
+
+def _time(time_us: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=time_us)
+
+
+def to_row(record: DecisionRecord) -> tuple[Any, ...]:
+    """The record as a tuple in :data:`COLUMNS` order, as asyncpg's ``copy_records_to_table`` takes it."""
+    r = record
+    return (
+        r.transaction_id, _time(r.event_time_us), event_day(r.event_time_us), r.card_token, r.card_bin,
+        r.card_last4, r.customer_id, r.merchant_id, r.mcc, r.merchant_country, r.channel, r.entry_mode,
+        r.amount_minor, r.currency, r.latitude, r.longitude, r.device_id_enc, r.ip_address_enc, r.email_enc,
+        r.personal_key_id, r.features.tolist(), r.model_version, r.anomaly_score, r.rule_versions, r.rule_hits,
+        r.score, r.action, r.reasons, r.server_time_us, _time(r.decided_at_us),
+    )
+
+
+def to_rows(records: Sequence[DecisionRecord]) -> list[tuple[Any, ...]]:
+    return [to_row(r) for r in records]
+
+
+def encode(record: DecisionRecord) -> bytes:
+    """The journal payload of ``record`` (see the module's documentation); :func:`decode` is its inverse."""
+    r = record
+    features = np.ascontiguousarray(r.features, dtype=_F32)
+    if features.ndim != 1:
+        raise ValidationError("decision.features", f"must have one dimension, got shape {features.shape}")
+    flags = ((_HAS_MCC if r.mcc is not None else 0) | (_HAS_LOCATION if r.latitude is not None else 0)
+             | (_HAS_ANOMALY if r.anomaly_score is not None else 0))
+    parts = [_FIXED.pack(
+        FORMAT_VERSION, flags, r.event_time_us, r.decided_at_us, r.amount_minor, r.mcc or 0,
+        r.latitude if r.latitude is not None else 0.0, r.longitude if r.longitude is not None else 0.0,
+        r.anomaly_score if r.anomaly_score is not None else 0.0, r.score, r.server_time_us, features.shape[0],
+    ), features.tobytes()]
+    pack = _LENGTH.pack
+    for name in _VARIABLE:
+        value = getattr(r, name)
+        if value is None:
+            parts.append(pack(_NONE))
+        else:
+            data = value if name in _BYTES else value.encode()
+            parts.append(pack(len(data)))
+            parts.append(data)
+    return b"".join(parts)
+
+
+def decode(payload: bytes) -> DecisionRecord:
+    """The record :func:`encode` wrote. A payload of another version, or cut short, raises ValueError."""
+    if not payload or payload[0] != FORMAT_VERSION:
+        raise ValueError(f"decision payload: version {payload[:1]!r} is not {FORMAT_VERSION}")
+    (_, flags, event_us, decided_us, amount, mcc, lat, lon, anomaly, score, server_us,
+     n) = _FIXED.unpack_from(payload, 0)
+    offset = _FIXED.size
+    end = offset + 4 * n
+    if end > len(payload):
+        raise ValueError("decision payload: cut short in the features")
+    features = np.frombuffer(payload, _F32, n, offset).astype(np.float32)
+    offset = end
+    values: dict[str, Any] = {}
+    for name in _VARIABLE:
+        (length,) = _LENGTH.unpack_from(payload, offset)
+        offset += 4
+        if length == _NONE:
+            values[name] = None
+            continue
+        if offset + length > len(payload):
+            raise ValueError(f"decision payload: cut short in {name}")
+        data = payload[offset:offset + length]
+        offset += length
+        values[name] = data if name in _BYTES else data.decode()
+    if offset != len(payload):
+        raise ValueError(f"decision payload: {len(payload) - offset} bytes after the last field")
+    location = flags & _HAS_LOCATION
+    return DecisionRecord(
+        event_time_us=event_us, decided_at_us=decided_us, amount_minor=amount,
+        mcc=mcc if flags & _HAS_MCC else None, latitude=lat if location else None,
+        longitude=lon if location else None, anomaly_score=anomaly if flags & _HAS_ANOMALY else None,
+        score=score, server_time_us=server_us, features=features, **values,
+    )

@@ -1,0 +1,492 @@
+"""The decision writer: the hot path hands decisions to a bounded queue; one background task stores them
+(DESIGN.md, hot path step 6).
+
+Use::
+
+    writer = DecisionWriter(database, journal, full_policy="backpressure")
+    writer.start()                      # in the event loop; replays what the journal holds first
+    writer.submit(record)               # never awaits: RecorderFull when the queue is full
+    await writer.submit_wait(record)    # backpressure: waits for room instead (reject: same as submit)
+    await writer.close()                # stores everything accepted (database or journal), then stops
+
+**Which call the server uses.** ``full_policy`` is the operator's choice for when the queue (and behind it the
+journal) is full. ``"reject"``: the server calls :meth:`DecisionWriter.submit` (or :meth:`submit_many` for a
+stream message's batch) and lets :class:`RecorderFull` (an ``UnavailableError``, so gRPC ``UNAVAILABLE``)
+reach the caller, who retries. ``"backpressure"``: the server awaits :meth:`submit_wait` /
+:meth:`submit_wait_many`, which return at once while there is room and otherwise hold the request (its
+deadline still applies) until the writer catches up. Never a silent drop.
+
+**Direct mode.** The task takes up to ``batch_rows`` records (after waiting ``batch_interval_s`` for a batch
+to fill), ``COPY``s them into a temporary staging table and moves them with ``INSERT ... SELECT ... ON
+CONFLICT (transaction_id, event_day) DO NOTHING`` in one transaction: a row written twice (a retry, a
+replay, a client's resend) is stored once. A row whose day has no partition makes that day's partition and
+is retried. A row the database refuses for what it is (a CHECK, a bad value: SQLSTATE classes 22 and 23)
+is written apart and set aside in ``refused_path`` (the journal payload in base64, then the reason) and
+counted in ``refused``: it is never retried forever nor dropped unseen.
+
+**Journal mode.** A write that fails otherwise (server down, connection lost, a timeout) sends its batch to
+the journal (append, then one ``fdatasync`` in a thread) and switches to journal mode: from then on every
+batch goes to the journal, so nothing overtakes what is waiting there. The same task probes the database
+(with a backoff from ``retry_initial_s`` to ``retry_max_s``) and, once it answers, replays the journal in
+chunks of ``replay_rows``, acknowledging each chunk after its transaction committed, one chunk between two
+drained batches. When a replay pass finds nothing left unacknowledged, the writer returns to direct mode. A
+writer started on a journal with unacknowledged records starts in journal mode (a crash's leftovers first).
+
+**Journal full.** The batch in hand stays in memory (retried after each replay chunk frees space), the
+queue fills behind it, and the full policy applies to ``submit``. Closing then waits (up to its timeout).
+
+A record is durable when :attr:`on_durable` is called with it: committed in the database or synced to the
+journal. Journal calls never overlap: only the writer's task makes them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import enum
+import itertools
+import logging
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import asyncpg
+
+from fraudguard.db import Database, DatabaseError, DatabaseUnreachableError, PartitionMissingError
+from fraudguard.db.partitions import ensure_partitions
+from fraudguard.errors import FraudguardError, UnavailableError
+from scoring.record.errors import JournalError, JournalFull
+from scoring.record.journal import Journal, Record
+from scoring.record.rows import COLUMNS, DecisionRecord, decode, encode, to_rows
+
+log = logging.getLogger("fraudguard.scoring.writer")
+
+STAGING_TABLE = "fg_decisions_staging"
+_COLUMN_LIST = ", ".join(COLUMNS)
+_PREPARE_STAGING = (
+    "SET LOCAL client_min_messages = warning; "
+    f"CREATE TEMP TABLE IF NOT EXISTS {STAGING_TABLE} (LIKE decisions INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+)
+_MOVE = (f"INSERT INTO decisions ({_COLUMN_LIST}) SELECT {_COLUMN_LIST} FROM {STAGING_TABLE} "
+         "ON CONFLICT (transaction_id, event_day) DO NOTHING")
+_REFUSED_CLASSES = ("22", "23")  # data exception, integrity violation: the row itself is wrong
+
+
+class FullPolicy(enum.StrEnum):
+    """What ``submit`` does when the queue is full (the journal being full fills the queue)."""
+
+    BACKPRESSURE = "backpressure"  # submit_wait waits for room; submit raises RecorderFull
+    REJECT = "reject"  # both raise RecorderFull
+
+
+class Mode(enum.StrEnum):
+    DIRECT = "direct"  # batches go to the database
+    JOURNAL = "journal"  # batches go to the journal, which is replayed when the database answers
+
+
+class RecorderError(FraudguardError):
+    """The writer could not store what it had accepted (raised by ``close`` when its time ran out)."""
+
+
+class RecorderFull(UnavailableError):
+    """The decision queue is full (the database and the journal cannot keep up): nothing was queued. Retry."""
+
+
+class RecorderClosed(UnavailableError):
+    """The writer is closing or closed: nothing was queued."""
+
+
+@dataclass(frozen=True, slots=True)
+class WriterStats:
+    """A snapshot of the writer's counters (since start) and gauges, for metrics."""
+
+    mode: Mode
+    submitted: int  # accepted by submit
+    written: int  # committed to the database in direct mode (duplicates included)
+    duplicates: int  # of written and replayed, rows the database already had
+    journaled: int  # synced to the journal
+    replayed: int  # from the journal into the database
+    rejected: int  # submit calls refused with RecorderFull (records counted)
+    refused: int  # rows the database refused for their content, set aside in refused_path
+    queue_depth: int  # accepted, not yet durable (in the queue or the batch in hand)
+    journal_backlog: int  # journal records not yet acknowledged
+
+
+class DecisionWriter:
+    """See the module's documentation. ``database`` and ``journal`` stay the caller's to close (after
+    :meth:`close`)."""
+
+    def __init__(
+        self,
+        database: Database,
+        journal: Journal,
+        *,
+        batch_rows: int = 512,
+        batch_interval_s: float = 0.005,
+        queue_rows: int = 100_000,
+        full_policy: FullPolicy | str = FullPolicy.BACKPRESSURE,
+        replay_rows: int = 4096,
+        write_timeout_s: float = 10.0,
+        probe_timeout_s: float = 1.0,
+        retry_initial_s: float = 0.05,
+        retry_max_s: float = 5.0,
+        refused_path: Path | None = None,
+        on_durable: Callable[[Sequence[DecisionRecord]], None] | None = None,
+    ) -> None:
+        if batch_rows < 1 or queue_rows < batch_rows or replay_rows < 1:
+            raise ValueError(f"need 1 <= batch_rows <= queue_rows and replay_rows >= 1, got {batch_rows}, "
+                             f"{queue_rows}, {replay_rows}")
+        if batch_interval_s < 0 or write_timeout_s <= 0 or probe_timeout_s <= 0 or not 0 < retry_initial_s <= \
+                retry_max_s:
+            raise ValueError("intervals and timeouts must be positive (retry_initial_s <= retry_max_s)")
+        self._db = database
+        self._journal = journal
+        self._batch_rows = batch_rows
+        self._interval = batch_interval_s
+        self._queue_rows = queue_rows
+        self.full_policy = FullPolicy(full_policy)
+        self._replay_rows = replay_rows
+        self._write_timeout = write_timeout_s
+        self._probe_timeout = probe_timeout_s
+        self._retry_initial = retry_initial_s
+        self._retry_max = retry_max_s
+        self.refused_path = refused_path or journal.directory.parent / "refused-decisions.log"
+        self._on_durable = on_durable
+        self._queue: deque[DecisionRecord] = deque()
+        self._in_hand: list[DecisionRecord] = []  # taken from the queue, not yet durable
+        self._have_rows = asyncio.Event()
+        self._room = asyncio.Event()
+        self._mode = Mode.DIRECT
+        self._replaying: Iterator[Record] | None = None
+        self._retry = retry_initial_s
+        self._next_try = 0.0  # loop time of the next replay attempt
+        self._stalled = False  # the last attempt to store the batch in hand made no progress
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self._counts = dict.fromkeys(("submitted", "written", "duplicates", "journaled", "replayed", "rejected",
+                                      "refused"), 0)
+
+    # -- the hot path ---------------------------------------------------------------------------------------
+
+    def submit(self, record: DecisionRecord) -> None:
+        """Queue one record; never waits. Raises :class:`RecorderFull` or :class:`RecorderClosed`."""
+        queue = self._queue
+        if len(queue) >= self._queue_rows or self._closing:
+            self._refuse(1)
+        queue.append(record)
+        self._counts["submitted"] += 1
+        if not self._have_rows.is_set():
+            self._have_rows.set()
+
+    def submit_many(self, records: Sequence[DecisionRecord]) -> None:
+        """Queue all of ``records`` or none (RecorderFull when they do not all fit)."""
+        if len(self._queue) + len(records) > self._queue_rows or self._closing:
+            self._refuse(len(records))
+        self._queue.extend(records)
+        self._counts["submitted"] += len(records)
+        if records and not self._have_rows.is_set():
+            self._have_rows.set()
+
+    async def submit_wait(self, record: DecisionRecord) -> None:
+        """Back-pressure: wait for room, then queue. With the reject policy, the same as :meth:`submit`."""
+        await self._wait_for_room(1)
+        self.submit(record)
+
+    async def submit_wait_many(self, records: Sequence[DecisionRecord]) -> None:
+        """Back-pressure for a batch (at most ``queue_rows`` records): wait until all fit, then queue them."""
+        await self._wait_for_room(min(len(records), self._queue_rows))
+        self.submit_many(records)
+
+    async def _wait_for_room(self, rows: int) -> None:
+        while len(self._queue) + rows > self._queue_rows and self.full_policy is FullPolicy.BACKPRESSURE:
+            if self._closing:
+                break  # submit raises RecorderClosed
+            self._room.clear()
+            await self._room.wait()
+
+    def _refuse(self, rows: int) -> None:
+        if self._closing:
+            raise RecorderClosed("the decision writer is closing")
+        self._counts["rejected"] += rows
+        raise RecorderFull(f"decision queue full ({len(self._queue)} of {self._queue_rows} records waiting, "
+                           f"mode {self._mode}): the database and the journal are not keeping up")
+
+    # -- life -------------------------------------------------------------------------------------------------
+
+    @property
+    def mode(self) -> Mode:
+        return self._mode
+
+    @property
+    def stats(self) -> WriterStats:
+        c = self._counts
+        backlog = self._journal.last_seq - self._journal.acknowledged_seq
+        return WriterStats(self._mode, c["submitted"], c["written"], c["duplicates"], c["journaled"], c["replayed"],
+                           c["rejected"], c["refused"], len(self._queue) + len(self._in_hand), backlog)
+
+    def start(self) -> None:
+        """Start the background task (call from the event loop). A journal holding unacknowledged records
+        (a crash's or an outage's leftovers) starts the writer in journal mode: they are replayed first."""
+        if self._task is not None:
+            raise RuntimeError("the decision writer was started already")
+        if self._journal.last_seq > self._journal.acknowledged_seq:
+            self._mode = Mode.JOURNAL
+            log.info("decision journal holds %d records: replaying them first",
+                     self._journal.last_seq - self._journal.acknowledged_seq)
+        self._task = asyncio.create_task(self._run(), name="decision-writer")
+
+    async def close(self, timeout_s: float = 30.0) -> None:
+        """Refuse new records, store every accepted one (database, or journal), flush the journal, stop.
+
+        Records still in the journal stay there for the next start. Raises :class:`RecorderError` when the
+        records could not all be stored within ``timeout_s`` (both the database and the journal failing)."""
+        self._closing = True
+        self._have_rows.set()
+        self._room.set()
+        task = self._task
+        if task is None:
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(task), timeout_s)
+        except TimeoutError:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            left = len(self._queue) + len(self._in_hand)
+            raise RecorderError(f"decision writer: {left} accepted records could not be stored within "
+                                f"{timeout_s:g} s (database and journal unavailable); they are lost") from None
+        finally:
+            self._replaying = None
+        try:
+            await asyncio.to_thread(self._journal.flush)
+        except JournalError:
+            log.exception("decision journal: the final flush failed")
+
+    async def __aenter__(self) -> DecisionWriter:
+        self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    # -- the background task ----------------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                if self._mode is Mode.JOURNAL and loop.time() >= self._next_try:
+                    await self._replay_chunk()
+                if not self._in_hand:
+                    if not self._queue:
+                        if self._closing:
+                            return
+                        await self._wait_for_rows(loop)
+                        continue
+                    if len(self._queue) < self._batch_rows and not self._closing and self._interval > 0:
+                        await asyncio.sleep(self._interval)  # let a batch gather
+                    self._take()
+                elif self._stalled:
+                    await asyncio.sleep(max(0.0, self._next_try - loop.time()))
+                await self._store(loop)
+            except Exception:  # a bug must not stop the writer: the batch in hand stays in hand
+                log.exception("decision writer: unexpected error; retrying")
+                self._stalled = True
+                self._backoff(loop)
+
+    async def _wait_for_rows(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._have_rows.clear()
+        timeout = None if self._mode is Mode.DIRECT else max(0.0, self._next_try - loop.time())
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await self._have_rows.wait()
+
+    def _take(self) -> None:
+        queue, n = self._queue, min(self._batch_rows, len(self._queue))
+        self._in_hand = [queue.popleft() for _ in range(n)]
+        self._room.set()
+
+    async def _store(self, loop: asyncio.AbstractEventLoop) -> None:
+        batch = self._in_hand
+        if self._mode is Mode.DIRECT:
+            if await self._write(batch, "written"):
+                self._durable(batch)
+                self._in_hand = []
+                return
+            self._mode = Mode.JOURNAL
+            self._retry = self._retry_initial
+            self._backoff(loop)
+            log.warning("decision writer: the database is unavailable; recording to the journal")
+        stored = await self._append(batch)
+        self._in_hand = batch[stored:]
+        self._stalled = stored == 0
+        if self._stalled:
+            self._next_try = min(self._next_try, loop.time() + self._retry)
+
+    async def _append(self, batch: list[DecisionRecord]) -> int:
+        """Append and sync as much of ``batch`` as the journal takes; returns how many records are durable."""
+        appended = 0
+        payloads = await asyncio.to_thread(_encode_all, batch)
+        try:
+            for payload in payloads:
+                self._journal.append(payload)
+                appended += 1
+        except JournalFull as exc:
+            log.warning("decision writer: %s; holding %d records in memory", exc, len(batch) - appended)
+        except JournalError:
+            log.exception("decision writer: the journal refused a record; holding it in memory")
+        if appended:
+            try:
+                await asyncio.to_thread(self._journal.flush)
+            except JournalError:
+                log.exception("decision writer: the journal could not be synced; holding the batch in memory")
+                return 0
+            self._counts["journaled"] += appended
+            self._durable(batch[:appended])
+        return appended
+
+    async def _replay_chunk(self) -> None:
+        """Replay one chunk of the journal into the database; back to direct mode when nothing is left."""
+        loop = asyncio.get_running_loop()
+        if self._replaying is None:
+            health = await self._db.health(self._probe_timeout)
+            if not health.ok:
+                self._backoff(loop)
+                return
+        try:
+            if self._replaying is None:
+                self._replaying = await asyncio.to_thread(self._journal.replay)
+            chunk = await asyncio.to_thread(_next_chunk, self._replaying, self._replay_rows)
+            records = [decode(r.payload) for r in chunk]
+        except (JournalError, ValueError):
+            log.exception("decision writer: cannot replay the journal (it needs a person); still recording to it")
+            self._replaying = None
+            self._backoff(loop)
+            return
+        if not chunk:
+            self._replaying = None
+            if self._journal.last_seq <= self._journal.acknowledged_seq:
+                self._mode = Mode.DIRECT
+                self._retry = self._retry_initial
+                self._stalled = False
+                log.info("decision writer: journal replayed; writing to the database again")
+            return
+        if not await self._write(records, "replayed"):
+            self._replaying = None
+            self._backoff(loop)
+            return
+        try:
+            await asyncio.to_thread(self._journal.acknowledge, chunk[-1].seq)
+        except JournalError:  # the rows are stored; replaying them again later is harmless
+            log.exception("decision writer: cannot acknowledge replayed journal records")
+        self._retry = self._retry_initial
+        self._next_try = loop.time()
+        self._stalled = False
+
+    def _backoff(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._next_try = loop.time() + self._retry
+        self._retry = min(self._retry * 2, self._retry_max)
+
+    def _durable(self, records: Sequence[DecisionRecord]) -> None:
+        if self._on_durable is not None:
+            try:
+                self._on_durable(records)
+            except Exception:
+                log.exception("decision writer: the on_durable callback failed")
+
+    # -- the database -----------------------------------------------------------------------------------------
+
+    async def _write(self, records: Sequence[DecisionRecord], counter: str) -> bool:
+        """Store ``records`` idempotently; False when the database is unavailable (nothing is known stored)."""
+        try:
+            inserted = await self._copy_making_partitions(records)
+        except Exception as exc:
+            if not _refused(exc):
+                _log_unavailable(exc)
+                return False
+            return await self._write_one_by_one(records, counter)
+        self._count(counter, len(records), inserted)
+        return True
+
+    async def _write_one_by_one(self, records: Sequence[DecisionRecord], counter: str) -> bool:
+        """A batch that held a bad row: each row alone, the bad ones set aside."""
+        for record in records:
+            try:
+                inserted = await self._copy_making_partitions([record])
+            except Exception as exc:
+                if not _refused(exc):
+                    _log_unavailable(exc)
+                    return False
+                await asyncio.to_thread(self._set_aside, record, exc)
+                continue
+            self._count(counter, 1, inserted)
+        return True
+
+    def _count(self, counter: str, rows: int, inserted: int) -> None:
+        self._counts[counter] += rows
+        self._counts["duplicates"] += rows - inserted
+
+    async def _copy_making_partitions(self, records: Sequence[DecisionRecord]) -> int:
+        rows = await asyncio.to_thread(to_rows, records)  # ~10 µs a row of Python: off the loop, if not the GIL
+        try:
+            return await self._copy(rows)
+        except PartitionMissingError:
+            await self._make_partitions({r.event_day for r in records})
+            return await self._copy(rows)
+
+    async def _copy(self, rows: list[tuple[Any, ...]]) -> int:
+        """COPY into the session's staging table, move into decisions; returns the rows inserted."""
+        async with asyncio.timeout(self._write_timeout), self._db.connection() as conn, conn.transaction():
+            await conn.execute(_PREPARE_STAGING)
+            await conn.copy_records_to_table(STAGING_TABLE, records=rows, columns=COLUMNS)
+            status = await conn.execute(_MOVE)
+        return int(str(status).rsplit(" ", 1)[-1])
+
+    async def _make_partitions(self, days: Iterable[date]) -> None:
+        """The partition of each day (only that day: this never drops a partition, whatever the retention)."""
+        async with asyncio.timeout(self._write_timeout), self._db.connection() as conn:
+            for day in sorted(set(days)):
+                changes = await ensure_partitions(conn, day, 0, None, behind_days=0)
+                if changes.created:
+                    log.warning("decision writer: made partitions %s for a late or early row", changes.created)
+
+    def _set_aside(self, record: DecisionRecord, exc: BaseException) -> None:
+        self._counts["refused"] += 1
+        log.error("decision writer: the database refused decision %s (%s); set aside in %s",
+                  record.transaction_id, exc, self.refused_path)
+        try:
+            saved = base64.b64encode(encode(record)).decode()
+        except ValueError:  # a record that cannot even be encoded (features not one-dimensional)
+            saved = "unencodable:" + repr(record).replace("\n", " ")
+        line = saved + "\t" + str(exc).replace("\n", " ") + "\n"
+        with open(self.refused_path, "a", encoding="utf-8") as out:
+            out.write(line)
+
+
+def _encode_all(records: Sequence[DecisionRecord]) -> list[bytes]:
+    return [encode(r) for r in records]
+
+
+def _next_chunk(records: Iterator[Record], n: int) -> list[Record]:
+    return list(itertools.islice(records, n))
+
+
+def _refused(exc: BaseException) -> bool:
+    """Whether the database refused the rows themselves (retrying cannot help), not the connection."""
+    if isinstance(exc, DatabaseUnreachableError) or not isinstance(exc, DatabaseError):
+        return isinstance(exc, asyncpg.DataError)  # asyncpg refused to encode a value (a wrong type)
+    return (exc.sqlstate or "").startswith(_REFUSED_CLASSES)
+
+
+def _log_unavailable(exc: BaseException) -> None:
+    if isinstance(exc, DatabaseError | TimeoutError | OSError | asyncpg.InterfaceError):  # a connection lost
+        log.warning("decision writer: database write failed: %s", exc or type(exc).__name__)
+    else:
+        log.error("decision writer: database write failed unexpectedly", exc_info=exc)
