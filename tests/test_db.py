@@ -120,7 +120,8 @@ def server(request: pytest.FixtureRequest) -> Iterator[Server]:
         admin = os.environ.get(TEST_DSN_ENV, "")
         if not admin:
             pytest.skip(f"set {TEST_DSN_ENV} to run the contract suite against a real PostgreSQL too")
-    name = f"{PREFIX}_{request.param}"
+    # unique per instance: tests/test_decision_writer.py reuses this fixture, and each module gets its own
+    name = f"{PREFIX}_{secrets.token_hex(2)}_{request.param}"
     asyncio.run(_execute(admin, f'CREATE DATABASE "{name}"'))
     try:
         yield Server(request.param, admin, with_database(admin, name))
