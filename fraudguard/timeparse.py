@@ -37,3 +37,10 @@ def parse_instant(text: str, flag: str) -> float:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.timestamp()
+
+
+def format_instant(epoch_s: float) -> str:
+    """``2024-02-01T12:00:00Z`` for epoch seconds; an open bound (±inf) as "start/end of data"."""
+    if not math.isfinite(epoch_s):
+        return "end of data" if epoch_s > 0 else "start of data"
+    return datetime.fromtimestamp(epoch_s, UTC).isoformat().replace("+00:00", "Z")

@@ -7,6 +7,7 @@ import os
 import sys
 from pathlib import Path
 
+from fraudguard.errors import ValidationError
 from fraudguard.exit_codes import ExitCode
 from fraudguard.settings import ENV_PREFIX
 from fraudguard.timeparse import parse_duration
@@ -39,13 +40,19 @@ def data_dir_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def read_input(args: argparse.Namespace) -> ImportedPayments:
-    """The ``--input`` file through ``--map``; ``ValidationError`` with a clear message when it cannot be read."""
-    mapping = None if args.map is None else ColumnMapping.parse(args.map)
-    options = ImportOptions(amount_unit=args.amount_unit, default_currency=args.currency,
-                            label_delay_s=parse_duration(args.import_label_delay, "--import-label-delay"))  # fmt: skip
-    return read_payments(args.input, mapping, options)
-
+def read_input(command: str, args: argparse.Namespace) -> ImportedPayments | int:
+    """The ``--input`` file through ``--map``, its import summary printed to stderr; or, when it cannot be read,
+    the error printed and the exit code ``BAD_INPUT_DATA``."""
+    try:
+        mapping = None if args.map is None else ColumnMapping.parse(args.map)
+        options = ImportOptions(amount_unit=args.amount_unit, default_currency=args.currency,
+                                label_delay_s=parse_duration(args.import_label_delay, "--import-label-delay"))
+        imported = read_payments(args.input, mapping, options)
+    except ValidationError as exc:
+        error(command, str(exc))
+        return int(ExitCode.BAD_INPUT_DATA)
+    print(imported.report.summary(), file=sys.stderr)
+    return imported
 
 def parse_args(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace | int:
     """The parsed arguments, or the exit code when argparse already answered (--help: 0, bad usage: 2)."""

@@ -22,7 +22,7 @@ import numpy.typing as npt
 
 from fraudguard.errors import BundleError, NotFoundError, ValidationError
 from fraudguard.exit_codes import ExitCode
-from fraudguard.timeparse import parse_duration, parse_instant
+from fraudguard.timeparse import format_instant, parse_duration, parse_instant
 from trainer.cli_common import data_dir_option, error, input_options, parse_args, read_input
 
 if TYPE_CHECKING:
@@ -54,12 +54,9 @@ def main(argv: list[str]) -> int:
     except BundleError as exc:
         error("evaluate", str(exc))
         return int(ExitCode.BAD_MODEL_BUNDLE)
-    try:
-        imported = read_input(args)
-    except ValidationError as exc:
-        error("evaluate", str(exc))
-        return int(ExitCode.BAD_INPUT_DATA)
-    print(imported.report.summary(), file=sys.stderr)
+    imported = read_input("evaluate", args)
+    if isinstance(imported, int):
+        return imported
     try:
         return _evaluate(args, active, imported, float(start), float(stop), label_delay)
     except ValidationError as exc:
@@ -77,7 +74,8 @@ def _evaluate(args: argparse.Namespace, active: ActiveModel, imported: ImportedP
     t = payments.event_time
     lo, hi = (int(v) for v in np.searchsorted(t, [start, stop], side="left"))
     if hi == lo:
-        raise ValidationError("--from", f"no payments in the period; the file spans {_iso(t[0])} .. {_iso(t[-1])}")
+        span = f"{format_instant(float(t[0]))} .. {format_instant(float(t[-1]))}"
+        raise ValidationError("--from", f"no payments in the period; the file spans {span}")
     _warn_missing_fields(active.bundle.path, imported.provided)
     history = payments.take(slice(0, hi))
     x = replay_features(history, label_delay_s=label_delay, progress=sys.stderr.isatty())[lo:hi]
@@ -161,12 +159,6 @@ def _print_summary(metrics: dict[str, object], report_dir: Path, scores_out: Pat
     print(f"  report: {report_dir / 'report.html'} (and report.md, metrics.json, plots)")
     if scores_out is not None:
         print(f"  scores: {scores_out}")
-
-
-def _iso(epoch_s: float) -> str:
-    from datetime import UTC, datetime
-
-    return datetime.fromtimestamp(float(epoch_s), UTC).isoformat().replace("+00:00", "Z")
 
 
 def _parser() -> argparse.ArgumentParser:

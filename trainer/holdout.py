@@ -9,10 +9,9 @@ added there). ``evaluate_test_period`` scores the test period with the exported 
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -23,7 +22,7 @@ from scoring.features import FEATURE_NAMES
 from scoring.model import Thresholds
 from trainer.evaluation import Evaluation, EvaluationInput, evaluate
 from trainer.export import onnx_probabilities
-from trainer.payments import Payments
+from trainer.payments import Payments, per_unique
 from trainer.report import write_report
 from trainer.train import TrainingResult
 
@@ -40,9 +39,9 @@ class HoldoutEvaluation:
 def evaluation_input(payments: Payments, scores: npt.NDArray[np.float64], thresholds: Thresholds,
                      labelled: bool) -> EvaluationInput:  # fmt: skip
     """``payments`` (already cut to the period) with their ``scores``, as ``trainer.evaluation`` takes them."""
-    unit = _per_unique(payments.currency, lambda c: MINOR_UNIT.get(c, 1.0))
+    unit = per_unique(payments.currency, lambda c: MINOR_UNIT.get(c, 1.0), np.float64)
     country = np.where(payments.merchant_country == "", "unknown", payments.merchant_country)
-    channel = _per_unique(payments.channel, lambda c: _CHANNEL_NAMES.get(int(c), str(c)), np.str_)
+    channel = per_unique(payments.channel, lambda c: _CHANNEL_NAMES.get(int(c), str(c)), np.str_)
     return EvaluationInput(
         transaction_id=payments.transaction_id, event_time=payments.event_time, score=scores,
         is_fraud=payments.is_fraud, card=payments.card_token, amount=payments.amount_minor * unit,
@@ -74,9 +73,3 @@ def render_report(evaluation: Evaluation, data: EvaluationInput, importance: Map
         write_report(evaluation, data, folder, importance, title)
         return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
 
-
-def _per_unique(values: npt.NDArray[Any], fn: Callable[[Any], Any], dtype: type[Any] = np.float64) -> npt.NDArray[Any]:
-    """``fn`` of each value, computed once per distinct value."""
-    uniq, inverse = np.unique(values, return_inverse=True)
-    table = np.array([fn(u) for u in uniq.tolist()], dtype=dtype)
-    return table[inverse.reshape(-1)]

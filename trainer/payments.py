@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -120,3 +120,10 @@ def _narrowest(column: npt.NDArray[Any]) -> npt.NDArray[Any]:
         return column
     width = max(1, int(np.char.str_len(column).max()))
     return column if column.dtype.itemsize == 4 * width else column.astype(f"<U{width}")
+
+
+def per_unique(values: npt.NDArray[Any], fn: Callable[[Any], Any], dtype: type[Any]) -> npt.NDArray[Any]:
+    """``fn`` of each value of a column, computed once per distinct value (ids and codes repeat a lot)."""
+    uniq, inverse = np.unique(values, return_inverse=True)
+    table = np.array([fn(u) for u in uniq.tolist()], dtype=dtype)
+    return table[inverse.reshape(-1)]

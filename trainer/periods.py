@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 import numpy as np
 import numpy.typing as npt
 
 from fraudguard.errors import ValidationError
+from fraudguard.timeparse import format_instant as _iso
 
 DAY_S = 86_400.0
 
@@ -125,8 +125,3 @@ def _same_second_start(t: npt.NDArray[np.float64], row: int) -> int:
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
-
-def _iso(epoch_s: float) -> str:
-    if not math.isfinite(epoch_s):
-        return "end of data" if epoch_s > 0 else "start of data"
-    return datetime.fromtimestamp(epoch_s, UTC).isoformat().replace("+00:00", "Z")

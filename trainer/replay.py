@@ -10,9 +10,7 @@ that arrives after it (nor its own).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -23,12 +21,11 @@ from fraudguard.errors import ValidationError
 from scoring.features import N_FEATURES, EngineCapacity, FeatureEngine
 from scoring.features.batch import TransactionBatch
 from scoring.features.keys import country_code, entity_key
-from trainer.payments import Payments
+from trainer.payments import Payments, per_unique
 
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
-_T = TypeVar("_T", bound=np.generic)
 
 
 def replay_features(
@@ -102,7 +99,7 @@ class _Columns:
     def of(cls, p: Payments, start: int, stop: int) -> _Columns:
         rows = slice(start, stop)
         ids = p.transaction_id[rows].tolist()
-        unit = _per_unique(p.currency[rows], lambda c: MINOR_UNIT[c], np.float64)
+        unit = per_unique(p.currency[rows], lambda c: MINOR_UNIT[c], np.float64)
         return cls(
             transaction_ids=p.transaction_id[rows],
             event_time=p.event_time[rows].astype(np.float64),  # whole seconds: Timestamp(seconds, nanos=0)
@@ -112,7 +109,7 @@ class _Columns:
             merchant_key=_keys(p.merchant_id[rows]),
             device_key=_keys(p.device_id[rows]),
             ip_key=_keys(p.ip_address[rows]),
-            country_code=_per_unique(p.merchant_country[rows], country_code, np.int64),
+            country_code=per_unique(p.merchant_country[rows], country_code, np.int64),
             mcc=p.mcc[rows].astype(np.int64),
             channel=p.channel[rows].astype(np.int64),
             entry_mode=p.entry_mode[rows].astype(np.int64),
@@ -163,11 +160,5 @@ class _LabelQueue:
 
 def _keys(ids: npt.NDArray[np.str_]) -> I64:
     """``entity_key`` of each id, hashing every distinct id once ('' gives 0)."""
-    return _per_unique(ids, entity_key, np.int64)
+    return per_unique(ids, entity_key, np.int64)
 
-
-def _per_unique(values: npt.NDArray[np.str_], fn: Callable[[str], float], dtype: type[_T]) -> npt.NDArray[_T]:
-    """``fn`` of each value, computed once per distinct value."""
-    uniq, inverse = np.unique(values, return_inverse=True)
-    table = np.fromiter((fn(u) for u in uniq.tolist()), dtype, len(uniq))
-    return table[inverse.reshape(-1)]

@@ -29,12 +29,9 @@ def main(argv: list[str]) -> int:
     except ValidationError as exc:
         error("train", str(exc))
         return int(ExitCode.USAGE)
-    try:
-        imported = read_input(args)
-    except ValidationError as exc:
-        error("train", str(exc))
-        return int(ExitCode.BAD_INPUT_DATA)
-    print(imported.report.summary(), file=sys.stderr)
+    imported = read_input("train", args)
+    if isinstance(imported, int):
+        return imported
     from trainer.pipeline import TrainingSource, train_bundle  # LightGBM and ONNX only once the input is good
 
     source = TrainingSource(imported.payments, imported.provided, str(args.input), imported.mapping)
