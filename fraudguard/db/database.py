@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, NoReturn
 
 import asyncpg
 
@@ -36,6 +36,8 @@ from fraudguard.db.partitions import PartitionChanges, ensure_partitions
 
 MIN_SERVER_VERSION = 14
 APPLICATION_NAME = "fraudguard"
+# what a query may raise that translate_query_error turns into fraudguard errors
+_QUERY_ERRORS = (asyncpg.PostgresError, asyncpg.ConnectionDoesNotExistError, asyncpg.InternalClientError)
 
 _log = logging.getLogger(__name__)
 
@@ -148,11 +150,8 @@ class Database:
             raise translate_connect_error(exc, self.target) from exc
         try:
             yield conn
-        except (asyncpg.PostgresError, asyncpg.ConnectionDoesNotExistError, asyncpg.InternalClientError) as exc:
-            translated = translate_query_error(exc)
-            if translated is exc:
-                raise
-            raise translated from exc
+        except _QUERY_ERRORS as exc:
+            _raise_translated(exc)
         finally:
             with contextlib.suppress(Exception):  # a broken connection is discarded by the pool either way
                 await self.pool.release(conn, timeout=wait)
@@ -240,11 +239,8 @@ async def _prepare(
         report = await migrate(conn, migrations)
         await _ensure(conn, policy, today)
         return report
-    except (asyncpg.PostgresError, asyncpg.ConnectionDoesNotExistError, asyncpg.InternalClientError) as exc:
-        translated = translate_query_error(exc)
-        if translated is exc:
-            raise
-        raise translated from exc
+    except _QUERY_ERRORS as exc:
+        _raise_translated(exc)
     finally:
         with contextlib.suppress(Exception):
             await pool.release(conn, timeout=timeout_s)
@@ -254,3 +250,12 @@ async def _ensure(conn: asyncpg.Connection, policy: PartitionPolicy, today: date
     day = today if today is not None else datetime.now(UTC).date()
     return await ensure_partitions(conn, day, policy.ahead_days, policy.retention_days,
                                    behind_days=policy.behind_days)
+
+
+
+def _raise_translated(exc: BaseException) -> NoReturn:
+    """Re-raise a driver error as the fraudguard error it means (itself when it has no translation)."""
+    translated = translate_query_error(exc)
+    if translated is exc:
+        raise exc
+    raise translated from exc
