@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -108,9 +107,9 @@ def _bundle_path(bundle: str | None, data_dir: Path) -> Path:
     as_path = Path(bundle)
     if as_path.is_dir():
         return as_path
-    if "/" not in bundle and os.sep not in bundle and not bundle.startswith(".") and (models_dir / bundle).is_dir():
-        return models_dir / bundle
-    raise NotFoundError(f"no model bundle {bundle!r} (neither a directory nor a version in {models_dir})")
+    from trainer.models_cli import bundle_dir
+
+    return bundle_dir(models_dir, bundle)
 
 
 def _warn_missing_fields(bundle_path: Path, provided: frozenset[str]) -> None:

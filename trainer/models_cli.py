@@ -183,10 +183,16 @@ def _promote(args: argparse.Namespace) -> int:
 
 def _load(models_dir: Path, version: str) -> ModelBundle:
     """The bundle ``version``; ``NotFoundError`` when there is no such bundle, ``BundleError`` when it is bad."""
+    return load_bundle(bundle_dir(models_dir, version))
+
+
+def bundle_dir(models_dir: Path, version: str) -> Path:
+    """The directory of bundle ``version`` in ``models_dir``; ``NotFoundError`` for no such bundle or a version
+    that is not a plain name (``..``, ``a/b``)."""
     path = models_dir / version
     if not version or version.startswith(".") or "/" in version or not path.is_dir():
         raise NotFoundError(f"no model bundle {version!r} in {models_dir}")
-    return load_bundle(path)
+    return path
 
 
 def _metric(metrics: Mapping[str, float], name: str) -> str:
