@@ -27,6 +27,14 @@ class ExitCode(IntEnum):
     # trainer: 50–59
     BAD_INPUT_DATA = 50
     CANNOT_TRAIN = 51
+    # storage: 60–69
+    DATABASE_UNREACHABLE = 60
+    DATABASE_CONFIG = 61
+    MIGRATION_FAILED = 62
+    JOURNAL_UNUSABLE = 63
+    # access and audit: 70–79
+    UNKNOWN_API_KEY = 70
+    AUDIT_CHAIN_BROKEN = 71
 
 
 EXIT_CODE_HELP: dict[ExitCode, str] = {
@@ -45,6 +53,16 @@ EXIT_CODE_HELP: dict[ExitCode, str] = {
     ExitCode.BAD_INPUT_DATA: "the input file cannot be read, does not fit the --map, or too many of its rows are "
     "unreadable; the message says which rows and why",
     ExitCode.CANNOT_TRAIN: "the data cannot make a model: no labels, an empty period, or a period without fraud",
+    ExitCode.DATABASE_UNREACHABLE: "PostgreSQL does not answer (FRAUDGUARD_DATABASE_URL, or the embedded server in "
+    "DATA_DIR/postgres); the message names the server",
+    ExitCode.DATABASE_CONFIG: "the database refused us: a wrong DSN, user, password or database name, or a server "
+    "older than PostgreSQL 14",
+    ExitCode.MIGRATION_FAILED: "a schema migration failed or an applied migration was changed; nothing was half-done",
+    ExitCode.JOURNAL_UNUSABLE: "the decision journal in DATA_DIR/journal is damaged, locked by another process or "
+    "unwritable; the message names the file",
+    ExitCode.UNKNOWN_API_KEY: "no API key with that id; 'fraudguard keys list' shows them",
+    ExitCode.AUDIT_CHAIN_BROKEN: "the audit log was altered: a row was changed, inserted or deleted; the message "
+    "names the first bad row",
 }
 
 

@@ -51,6 +51,25 @@ class Settings:
         None, "32-byte key for PAN tokens (default: DATA_DIR/keys/pan.key, made on first start)"
     )
     onnx_threads: int = _opt(1, "onnxruntime intra-op threads (1 is best for latency)")
+    database_url: str | None = _opt(
+        None, "PostgreSQL (14+) DSN, e.g. postgresql://user@host:5432/db (unset: an embedded server in DATA_DIR/postgres)"
+    )
+    record: bool = _opt(True, "store every decision in the database (false: score only, store nothing)")
+    db_pool_size: int = _opt(4, "most connections this process opens to the database")
+    db_connect_timeout_s: float = _opt(10.0, "seconds to wait for a database connection before giving up")
+    partition_ahead_days: int = _opt(7, "daily partitions made ahead of today")
+    retention_days: int = _opt(0, "days of transactions and decisions kept (older partitions dropped; 0: keep all)")
+    record_batch_rows: int = _opt(2048, "decisions the writer stores per database round trip, at most")
+    record_interval_s: float = _opt(0.005, "seconds the writer lets a batch gather")
+    record_queue_rows: int = _opt(262_144, "decisions held in memory for the writer before the full policy applies")
+    record_full_policy: str = _opt(
+        "backpressure", "when the queue is full: 'backpressure' (calls wait) or 'reject' (calls get UNAVAILABLE)"
+    )
+    journal_max_bytes: int = _opt(1 << 30, "disk the decision journals may use (DATA_DIR/journal), in bytes")
+    auth: bool = _opt(False, "require an API key ('authorization: Bearer KEY' metadata) on every call")
+    personal_key_file: Path | None = _opt(
+        None, "AES-256-GCM keys for personal fields (default: DATA_DIR/keys/personal.json, made on first start)"
+    )
 
     def __post_init__(self) -> None:
         host, sep, port = self.listen.rpartition(":")
@@ -66,12 +85,28 @@ class Settings:
             "max_batch",
             "max_message_bytes",
             "onnx_threads",
+            "db_pool_size",
+            "record_batch_rows",
+            "record_queue_rows",
         ):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{name}: must be at least 1, got {getattr(self, name)}")
-        for name in ("snapshot_interval_s", "model_poll_interval_s", "shutdown_grace_s"):
+        for name in ("snapshot_interval_s", "model_poll_interval_s", "shutdown_grace_s", "partition_ahead_days",
+                     "retention_days", "record_interval_s"):
             if getattr(self, name) < 0:
                 raise SettingsError(f"{name}: must not be negative, got {getattr(self, name)}")
+        if self.db_connect_timeout_s <= 0:
+            raise SettingsError(f"db_connect_timeout_s: must be positive, got {self.db_connect_timeout_s}")
+        if self.retention_days and self.retention_days <= 1:
+            raise SettingsError(f"retention_days: keep at least 2 days (or 0: all), got {self.retention_days}")
+        if self.record_queue_rows < self.record_batch_rows:
+            raise SettingsError(f"record_queue_rows: must be at least record_batch_rows ({self.record_batch_rows}), "
+                                f"got {self.record_queue_rows}")
+        if self.record_full_policy not in {"backpressure", "reject"}:
+            raise SettingsError(f"record_full_policy: expected 'backpressure' or 'reject', got "
+                                f"{self.record_full_policy!r}")
+        if self.journal_max_bytes < 1 << 20:
+            raise SettingsError(f"journal_max_bytes: at least 1 MiB (1048576), got {self.journal_max_bytes}")
         if self.log_level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
             raise SettingsError(f"log_level: expected DEBUG, INFO, WARNING or ERROR, got {self.log_level!r}")
 
@@ -86,6 +121,18 @@ class Settings:
     @property
     def keys_dir(self) -> Path:
         return self.data_dir / "keys"
+
+    @property
+    def journal_dir(self) -> Path:
+        return self.data_dir / "journal"
+
+    @property
+    def pan_key_path(self) -> Path:
+        return self.pan_key_file or self.keys_dir / "pan.key"
+
+    @property
+    def personal_key_path(self) -> Path:
+        return self.personal_key_file or self.keys_dir / "personal.json"
 
     @classmethod
     def from_sources(cls, args: argparse.Namespace | None = None, environ: Mapping[str, str] | None = None) -> Settings:

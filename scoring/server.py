@@ -156,7 +156,7 @@ class ScoringServer:
 async def start_server(settings: Settings) -> ScoringServer:
     """Load everything, bind, start serving; raises ``StartupError`` with an exit code."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    key = load_or_create_key(settings.pan_key_file or settings.keys_dir / "pan.key")
+    key = load_or_create_key(settings.pan_key_path)
     try:
         bands = parse_bands(settings.bands) if settings.bands else None
     except SettingsError as exc:

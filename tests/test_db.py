@@ -7,21 +7,14 @@ each test gets a fresh schema in it, alone on the search path. The machine's ser
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
-import itertools
 import json
-import os
-import secrets
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -49,52 +42,13 @@ from fraudguard.db.dsn import describe_dsn, with_database
 from fraudguard.db.embedded import is_running
 from fraudguard.db.migrate import LOCK_KEY, applied_migrations, migrate
 from fraudguard.db.partitions import list_partitions
+from tests.pg import PREFIX, Server, _embedded_data_dir, _execute, _without_fsync
 
-TEST_DSN_ENV = "FRAUDGUARD_TEST_DSN"
-PREFIX = f"fg_test_{os.getpid()}_{secrets.token_hex(3)}"
 TODAY = date(2025, 3, 10)
 SMALL = PartitionPolicy(ahead_days=1, behind_days=0)  # fewer partitions, faster, where they do not matter
-_numbers = itertools.count()
 
 TABLES = {"transactions", "decisions", "labels", "model_bundles", "model_promotions", "api_keys", "audit_log",
           "federation_clients", "federation_rounds", "schema_migrations"}
-
-
-@dataclass(frozen=True, slots=True)
-class Server:
-    kind: str
-    admin_dsn: str  # a database on it from which we may CREATE DATABASE
-    dsn: str  # the session's own database, made for it and dropped after it
-
-
-@contextlib.contextmanager
-def _embedded_data_dir() -> Iterator[Path]:
-    """A data directory for an embedded server, outside pytest's temporary root: run as root, the server runs as
-    user 'pgserver', and every pytest session start (anyone's) makes /tmp/pytest-of-root private again."""
-    path = Path(tempfile.mkdtemp(prefix="fraudguard-test-db-"))
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
-
-
-@pytest.fixture
-def pg_data_dir() -> Iterator[Path]:
-    with _embedded_data_dir() as path:
-        yield path
-
-
-def _without_fsync(handle: EmbeddedPostgres) -> EmbeddedPostgres:
-    """Tests' own throw-away servers skip fsync (persisted, so also after a restart): DDL-heavy tests run several
-    times faster on a busy disk, and nothing they check depends on surviving a power cut."""
-
-    async def alter() -> None:
-        for statement in ("ALTER SYSTEM SET fsync = off", "ALTER SYSTEM SET synchronous_commit = off",
-                          "SELECT pg_reload_conf()"):
-            await _execute(handle.admin_dsn, statement)
-
-    asyncio.run(alter())
-    return handle
 
 
 @pytest.fixture(scope="module")
@@ -103,61 +57,6 @@ def ready_dir() -> Iterator[Path]:
     with _embedded_data_dir() as path:
         _without_fsync(EmbeddedPostgres.start(path)).stop()
         yield path
-
-
-@pytest.fixture(scope="session")
-def embedded_server() -> Iterator[EmbeddedPostgres]:
-    with _embedded_data_dir() as path, _without_fsync(EmbeddedPostgres.start(path)) as handle:
-        yield handle
-
-
-@pytest.fixture(scope="session", params=["embedded", "external"])
-def server(request: pytest.FixtureRequest) -> Iterator[Server]:
-    """Each server the suite runs against, with a fresh database for this session, dropped at its end."""
-    if request.param == "embedded":
-        admin = request.getfixturevalue("embedded_server").admin_dsn
-    else:
-        admin = os.environ.get(TEST_DSN_ENV, "")
-        if not admin:
-            pytest.skip(f"set {TEST_DSN_ENV} to run the contract suite against a real PostgreSQL too")
-    # unique per instance: tests/test_decision_writer.py reuses this fixture, and each module gets its own
-    name = f"{PREFIX}_{secrets.token_hex(2)}_{request.param}"
-    asyncio.run(_execute(admin, f'CREATE DATABASE "{name}"'))
-    try:
-        yield Server(request.param, admin, with_database(admin, name))
-    finally:
-        asyncio.run(_execute(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-
-
-@pytest.fixture
-async def dsn(server: Server) -> AsyncIterator[str]:
-    """A fresh, empty schema in the session's database, alone on the search path; dropped after the test.
-
-    (A schema costs milliseconds where a database costs a few hundred: the code under test resolves every name
-    through the search path, so this also shows it working outside ``public``.)"""
-    schema = f"t{next(_numbers)}"
-    await _execute(server.dsn, f'CREATE SCHEMA "{schema}"')
-    try:
-        yield f"{server.dsn}&search_path={schema}" if "?" in server.dsn else f"{server.dsn}?search_path={schema}"
-    finally:
-        await _execute(server.dsn, f'DROP SCHEMA "{schema}" CASCADE')
-
-
-@pytest.fixture
-async def conn(dsn: str) -> AsyncIterator[Any]:
-    connection = await asyncpg.connect(dsn, timeout=10)
-    try:
-        yield connection
-    finally:
-        await connection.close()
-
-
-async def _execute(dsn: str, statement: str) -> None:
-    connection = await asyncpg.connect(dsn, timeout=10)
-    try:
-        await connection.execute(statement)
-    finally:
-        await connection.close()
 
 
 def _migration(file_name: str, sql: str) -> Migration:
@@ -464,8 +363,8 @@ async def test_an_unknown_role_is_an_auth_error(dsn: str, tmp_path: Path) -> Non
         await Database.open(stranger, tmp_path, connect_timeout_s=5)
 
 
-async def test_an_unknown_database_is_a_config_error(server: Server, tmp_path: Path) -> None:
-    missing = with_database(server.admin_dsn, f"{PREFIX}_missing")
+async def test_an_unknown_database_is_a_config_error(pg_server: Server, tmp_path: Path) -> None:
+    missing = with_database(pg_server.admin_dsn, f"{PREFIX}_missing")
     with pytest.raises(DatabaseConfigError, match=f'database "{PREFIX}_missing" does not exist'):
         await Database.open(missing, tmp_path, connect_timeout_s=5)
 

@@ -1,5 +1,5 @@
 """The decision writer against a real PostgreSQL: the embedded one and, when FRAUDGUARD_TEST_DSN is set, the
-machine's (the contract tests, through tests/test_db.py's fixtures: a fresh schema per test).
+machine's (the contract tests, through tests/pg.py's fixtures: a fresh schema per test).
 
 The crash tests run their own embedded server (fsync off, synchronous commit on: a killed server keeps what it
 committed) and kill it, or kill a writer process, in the middle of a stream of records."""
@@ -31,13 +31,10 @@ from fraudguard.errors import UnavailableError
 from scoring.record import DecisionRecord, DecisionWriter, Journal, RecorderFull, WriterStats
 from scoring.record.rows import decode, encode
 from scoring.record.writer import Mode
-from tests import test_db as _db
+from tests import pg as _db
 
 ROOT = Path(__file__).resolve().parent.parent
 N_FEATURES = 46
-server = _db.server
-embedded_server = _db.embedded_server
-dsn = _db.dsn
 
 
 def _now_us() -> int:

@@ -68,7 +68,7 @@ def _pan_key(options: ImportOptions, warnings: list[str]) -> bytes:
         settings = Settings.from_sources(None)
     except SettingsError as exc:
         raise ValidationError("pan_key", f"cannot find the server's PAN key: {exc}") from exc
-    path = settings.pan_key_file or settings.keys_dir / "pan.key"
+    path = settings.pan_key_path
     if path.is_file():
         try:
             return load_or_create_key(path)
