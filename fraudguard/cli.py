@@ -17,6 +17,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("trainer.evaluate_cli", "score a period with a bundle and write an evaluation report"),
     "models": ("trainer.models_cli", "list, show, promote model bundles; make the demo bundle"),
     "bench": ("benchmarks.loadgen", "load-generate against a scoring server and report latency"),
+    "keys": ("fraudguard.keys_cli", "create, list and revoke API keys"),
+    "audit": ("fraudguard.audit_cli", "verify and list the hash-chained audit log"),
+    "erase": ("fraudguard.privacy_cli", "GDPR erasure: remove a customer's personal data, audited"),
 }
 
 

@@ -52,7 +52,7 @@ class Settings:
     )
     onnx_threads: int = _opt(1, "onnxruntime intra-op threads (1 is best for latency)")
     database_url: str | None = _opt(
-        None, "PostgreSQL (14+) DSN, e.g. postgresql://user@host:5432/db (unset: an embedded server in DATA_DIR/postgres)"
+        None, "PostgreSQL (14+) DSN, e.g. postgresql://user@host:5432/db (unset: embedded server in DATA_DIR/postgres)"
     )
     record: bool = _opt(True, "store every decision in the database (false: score only, store nothing)")
     db_pool_size: int = _opt(4, "most connections this process opens to the database")

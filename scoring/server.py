@@ -23,17 +23,22 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from fraudguard.db import Database, DatabaseError
+from fraudguard.db.configured import exit_code_of, open_database
 from fraudguard.errors import BundleError
 from fraudguard.exit_codes import ExitCode
 from fraudguard.logs import configure_logging
 from fraudguard.proto.fraud.v1 import scoring_pb2, transaction_pb2
-from fraudguard.security.keyfile import load_or_create_key
+from fraudguard.security.keyfile import KeyFileError, load_or_create_key
 from fraudguard.security.pan import PanTokenizer
+from fraudguard.security.personal import Keyring, personal_aad
 from fraudguard.settings import Settings, SettingsError
 from scoring.decision import parse_bands
 from scoring.features import EngineCapacity, FeatureEngine, SnapshotError
 from scoring.features.engine import write_snapshot
 from scoring.model import ActiveModel, ModelWatcher, load_promoted
+from scoring.record import DecisionWriter, JournalError, RecorderError
+from scoring.record.recorder import Recorder
 from scoring.scorer import OVERLAP_MIN_ROWS, Scorer
 from scoring.servicer import ScoringServicer, add_scoring_service
 
@@ -116,6 +121,8 @@ class ScoringServer:
     scorer: Scorer
     health: health.aio.HealthServicer
     watcher: ModelWatcher
+    database: Database | None = None
+    recorder: Recorder | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def snapshot(self) -> Path:
@@ -125,6 +132,18 @@ class ScoringServer:
         state = engine.sparse_state()
         await asyncio.to_thread(write_snapshot, path, engine.capacity, state)
         return path
+
+    async def _maintain_partitions(self) -> None:
+        """Keep the next days' partitions made and old ones dropped (the retention), hourly."""
+        assert self.database is not None
+        while True:
+            await asyncio.sleep(3600)
+            try:
+                changes = await self.database.ensure_partitions()
+                if changes.created or changes.dropped:
+                    log.info("partitions maintained", extra={"created": changes.created, "dropped": changes.dropped})
+            except DatabaseError as exc:
+                log.warning("partition maintenance failed; will retry", extra={"error": str(exc)})
 
     async def _snapshot_periodically(self) -> None:
         interval = self.settings.snapshot_interval_s
@@ -149,14 +168,60 @@ class ScoringServer:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.server.stop(self.settings.shutdown_grace_s if grace is None else grace)
         self.scorer.close()
+        await _stop_recording(self.database, self.recorder)
         path = await self.snapshot()
         log.info("stopped", extra={"snapshot": str(path)})
+
+
+async def _start_recording(settings: Settings, tokenizer: PanTokenizer) -> tuple[Database, Recorder]:
+    """The database (embedded unless ``database_url``), the journals and the decision writer, started."""
+    try:
+        keyring = Keyring.load(settings.personal_key_path)
+    except KeyFileError as exc:
+        raise StartupError(ExitCode.KEY_FILE_UNUSABLE, str(exc)) from exc
+    try:
+        database = await open_database(settings)
+    except DatabaseError as exc:
+        raise StartupError(exit_code_of(exc), str(exc)) from exc
+    try:
+        ahead, outage = await asyncio.to_thread(Recorder.open_journals, settings.journal_dir,
+                                                settings.journal_max_bytes)
+    except JournalError as exc:
+        await database.close()
+        raise StartupError(ExitCode.JOURNAL_UNUSABLE, str(exc)) from exc
+
+    def seal(column: str, transaction_id: str, text: str) -> bytes:
+        return keyring.seal(text.encode(), personal_aad(column, transaction_id))
+
+    writer = DecisionWriter(database, outage, batch_rows=settings.record_batch_rows,
+                            batch_interval_s=settings.record_interval_s, queue_rows=settings.record_queue_rows,
+                            full_policy=settings.record_full_policy, seal=seal, key_id=keyring.current_id)
+    recorder = Recorder(writer, ahead, tokenizer)
+    await recorder.start()
+    return database, recorder
+
+
+async def _stop_recording(database: Database | None, recorder: Recorder | None) -> None:
+    try:
+        if recorder is not None:
+            try:
+                await recorder.close()
+            except RecorderError as exc:
+                log.error("decisions could not all be stored", extra={"error": str(exc)})
+            finally:
+                await asyncio.to_thread(recorder.writer.journal.close)
+    finally:
+        if database is not None:
+            await database.close()
 
 
 async def start_server(settings: Settings) -> ScoringServer:
     """Load everything, bind, start serving; raises ``StartupError`` with an exit code."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    key = load_or_create_key(settings.pan_key_path)
+    try:
+        key = load_or_create_key(settings.pan_key_path)
+    except KeyFileError as exc:
+        raise StartupError(ExitCode.KEY_FILE_UNUSABLE, str(exc)) from exc
     try:
         bands = parse_bands(settings.bands) if settings.bands else None
     except SettingsError as exc:
@@ -181,8 +246,19 @@ async def start_server(settings: Settings) -> ScoringServer:
         ("grpc.max_send_message_length", settings.max_message_bytes),
         ("grpc.so_reuseport", 0),
     ]
+    database, recorder = await _start_recording(settings, PanTokenizer(key)) if settings.record else (None, None)
+    try:
+        return await _bind_and_serve(settings, scorer, model, options, PanTokenizer(key), database, recorder)
+    except BaseException:
+        await _stop_recording(database, recorder)
+        raise
+
+
+async def _bind_and_serve(settings: Settings, scorer: Scorer, model: ActiveModel, options: list[tuple[str, int]],
+                          tokenizer: PanTokenizer, database: Database | None, recorder: Recorder | None,
+                          ) -> ScoringServer:
     server = grpc.aio.server(options=options)
-    add_scoring_service(ScoringServicer(scorer, PanTokenizer(key), settings.max_batch), server)
+    add_scoring_service(ScoringServicer(scorer, tokenizer, settings.max_batch, recorder), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
@@ -207,10 +283,14 @@ async def start_server(settings: Settings) -> ScoringServer:
         scorer,
         health_servicer,
         ModelWatcher(settings.models_dir, settings.model_poll_interval_s, settings.onnx_threads),
+        database,
+        recorder,
     )
     running.watcher.start(running._on_new_model, current_version=model.bundle.manifest.version)
     if settings.snapshot_interval_s > 0:
         running._tasks.append(asyncio.create_task(running._snapshot_periodically()))
+    if database is not None:
+        running._tasks.append(asyncio.create_task(running._maintain_partitions()))
     host = settings.listen.rpartition(":")[0]
     log.info(
         "serving",

@@ -26,6 +26,8 @@ from fraudguard.security.pan import PanTokenizer
 from scoring.features.keys import entity_key
 from scoring.features.schema import FEATURES
 from scoring.grpc_errors import grpc_errors
+from scoring.record.block import MessageKind
+from scoring.record.recorder import Recorder
 from scoring.scorer import Scorer
 from scoring.serde import MAX_ID_LEN
 from scoring.wire import decode_batch, decode_single, encode_results, encode_score_response
@@ -93,10 +95,12 @@ def add_scoring_service(servicer: ScoringServicer, server: grpc.aio.Server) -> N
 class ScoringServicer:
     """Every method validates, hands columns to the Scorer, and translates the answer."""
 
-    def __init__(self, scorer: Scorer, tokenizer: PanTokenizer, max_batch: int) -> None:
+    def __init__(self, scorer: Scorer, tokenizer: PanTokenizer, max_batch: int,
+                 recorder: Recorder | None = None) -> None:
         self._scorer = scorer
         self._tokenizer = tokenizer
         self._max_batch = max_batch
+        self._recorder = recorder
 
     @property
     def scorer(self) -> Scorer:
@@ -105,10 +109,13 @@ class ScoringServicer:
     # --- scoring: raw bytes in, raw bytes out ----------------------------------------------
 
     def score_one(self, request: bytes) -> bytes:
-        """A ScoreRequest answered with its ScoreResponse; a bad transaction raises ``ValidationError``."""
+        """A ScoreRequest answered with its ScoreResponse; a bad transaction raises ``ValidationError``.
+        With a recorder, the decision is recorded before the answer is returned."""
         started = time.perf_counter_ns()
         decoded = decode_single(request, time.time(), self._tokenizer)
         scored = self._scorer.score(decoded.batch, started)
+        if self._recorder is not None:
+            self._recorder.record(decoded, scored, request, MessageKind.SCORE)
         return encode_score_response(scored, decoded.buffer, int(decoded.id_start[0]), int(decoded.id_len[0]))
 
     def score_many(self, request: bytes, message_type: BatchMessage) -> bytes:
@@ -117,24 +124,35 @@ class ScoringServicer:
         started = time.perf_counter_ns()
         decoded = decode_batch(request, message_type, time.time(), self._tokenizer, self._max_batch)
         scored = self._scorer.score(decoded.batch, started) if len(decoded.batch) else None
+        if scored is not None and self._recorder is not None:
+            kind = MessageKind.BATCH if message_type is scoring_pb2.ScoreBatchRequest else MessageKind.STREAM
+            self._recorder.record(decoded, scored, request, kind)
         return encode_results(scored, decoded.buffer, decoded.id_start, decoded.id_len, decoded.failures,
                               decoded.n_requested)
 
     @grpc_errors
     async def Score(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
         await _check_deadline(context)
+        recorder = self._recorder
+        if recorder is not None and not recorder.has_room():
+            await recorder.admit()  # no await between here and the answer: the room is still there
         return self.score_one(request)
 
     @grpc_errors
     async def ScoreBatch(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
         await _check_deadline(context)
+        recorder = self._recorder
+        if recorder is not None and not recorder.has_room():
+            await recorder.admit()
         return self.score_many(request, scoring_pb2.ScoreBatchRequest)
 
     @grpc_errors
     async def ScoreStream(self, request_iterator: AsyncIterator[bytes],
                           context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
-        score_many, message_type = self.score_many, scoring_pb2.ScoreStreamRequest
+        score_many, message_type, recorder = self.score_many, scoring_pb2.ScoreStreamRequest, self._recorder
         async for request in request_iterator:
+            if recorder is not None and not recorder.has_room():
+                await recorder.admit()
             yield score_many(request, message_type)
 
     # --- model and outcomes -------------------------------------------------------------

@@ -39,8 +39,9 @@ class ServerProcess:
     def start(self, timeout: float = 120.0) -> ServerProcess:
         cmd = [sys.executable, "-m", "fraudguard.cli", "serve", "--listen", "127.0.0.1:0",
                "--data-dir", str(self.data_dir), *self.extra_args]
+        env = {**os.environ, "FRAUDGUARD_RECORD": "false", **self.env}  # recording only where a test asks for it
         self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                      stderr=subprocess.PIPE, text=True, env={**os.environ, **self.env})
+                                      stderr=subprocess.PIPE, text=True, env=env)
         assert self._proc.stderr is not None
         self._pump_thread = threading.Thread(target=self._pump, args=(self._proc.stderr,), daemon=True)
         self._pump_thread.start()

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import os
+
+# gRPC's fork handlers run in every child a test forks (pg_ctl for the embedded PostgreSQL, servers) and can crash
+# it when gRPC threads are busy ("skipping fork() handlers", then SIGSEGV); the tests fork only to exec.
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
+
 import shutil
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -43,7 +49,8 @@ def data_dir(tmp_path: Path, bundle_store: Path) -> Path:
 def server_settings(data_dir: Path, **changes: object) -> Settings:
     values: dict[str, object] = {"listen": "127.0.0.1:0", "data_dir": data_dir, "model_poll_interval_s": 0.05,
                                  "snapshot_interval_s": 0.0, "shutdown_grace_s": 2.0,
-                                 "max_cards": 4096, "max_entities": 4096, "max_recent_transactions": 8192}
+                                 "max_cards": 4096, "max_entities": 4096, "max_recent_transactions": 8192,
+                                 "record": False}
     values.update(changes)
     return Settings(**values)  # type: ignore[arg-type]
 

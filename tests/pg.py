@@ -10,7 +10,9 @@ import itertools
 import os
 import secrets
 import shutil
+import signal
 import tempfile
+import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -118,3 +120,38 @@ async def _execute(dsn: str, statement: str) -> None:
         await connection.execute(statement)
     finally:
         await connection.close()
+
+
+@contextlib.contextmanager
+def crash_data_dir() -> Iterator[Path]:
+    """An embedded server's data directory (stopped) for crash tests, with fsync off but synchronous commit on:
+    a killed server keeps every transaction it reported committed, as a real one does."""
+    with _embedded_data_dir() as path:
+        handle = EmbeddedPostgres.start(path)
+        try:
+            asyncio.run(_execute(handle.admin_dsn, "ALTER SYSTEM SET fsync = off"))
+            asyncio.run(_execute(handle.admin_dsn, "SELECT pg_reload_conf()"))
+        finally:
+            handle.stop()
+        yield path
+
+
+def crash_postgres(data_dir: Path) -> None:
+    """SIGKILL the postmaster and every process of it: a crash, not a shutdown."""
+    pid = int((data_dir / "postgres" / "postmaster.pid").read_text().split("\n", 1)[0])
+    children = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                children.append(int(entry))
+    for victim in [pid, *children]:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(victim, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while any(Path(f"/proc/{p}").exists() for p in [pid, *children]):  # until reaped: a zombie looks alive
+        assert time.monotonic() < deadline, "postgres did not die (or its zombies are not reaped)"
+        time.sleep(0.01)

@@ -8,12 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import dataclasses
 import json
 import math
-import os
-import signal
 import subprocess
 import sys
 import threading
@@ -207,37 +204,11 @@ async def test_backpressure_waits_for_room(db: Database, tmp_path: Path) -> None
 
 @pytest.fixture(scope="module")
 def crash_dir() -> Iterator[Path]:
-    """An embedded server's data directory (stopped) for the crash tests, with fsync off but synchronous commit
-    on: a killed server keeps every transaction it reported committed, as a real one does."""
-    with _db._embedded_data_dir() as path:
-        handle = EmbeddedPostgres.start(path)
-        try:
-            asyncio.run(_db._execute(handle.admin_dsn, "ALTER SYSTEM SET fsync = off"))
-            asyncio.run(_db._execute(handle.admin_dsn, "SELECT pg_reload_conf()"))
-        finally:
-            handle.stop()
+    with _db.crash_data_dir() as path:
         yield path
 
 
-def _crash_postgres(data_dir: Path) -> None:
-    """SIGKILL the postmaster and every process of it: a crash, not a shutdown."""
-    pid = int((data_dir / "postgres" / "postmaster.pid").read_text().split("\n", 1)[0])
-    children = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                children.append(int(entry))
-    for victim in [pid, *children]:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(victim, signal.SIGKILL)
-    deadline = time.monotonic() + 10
-    while any(Path(f"/proc/{p}").exists() for p in [pid, *children]):  # until reaped: a zombie looks alive
-        assert time.monotonic() < deadline, "postgres did not die (or its zombies are not reaped)"
-        time.sleep(0.01)
+_crash_postgres = _db.crash_postgres
 
 
 async def _close_after_crash(db: Database, restarted: EmbeddedPostgres | None, data_dir: Path) -> None:

@@ -53,16 +53,17 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from types import TracebackType
-from typing import Any
 
 import asyncpg
 
 from fraudguard.db import Database, DatabaseError, DatabaseUnreachableError, PartitionMissingError
 from fraudguard.db.partitions import ensure_partitions
 from fraudguard.errors import FraudguardError, UnavailableError
+from scoring.record.block import Seal
 from scoring.record.errors import JournalError, JournalFull
+from scoring.record.items import Item, Row, decode_item, encode_item, item_rows, row_count, rows_of
 from scoring.record.journal import Journal, Record
-from scoring.record.rows import COLUMNS, DecisionRecord, decode, encode, to_rows
+from scoring.record.rows import COLUMNS
 
 log = logging.getLogger("fraudguard.scoring.writer")
 
@@ -74,6 +75,7 @@ _PREPARE_STAGING = (
 )
 _MOVE = (f"INSERT INTO decisions ({_COLUMN_LIST}) SELECT {_COLUMN_LIST} FROM {STAGING_TABLE} "
          "ON CONFLICT (transaction_id, event_day) DO NOTHING")
+_EVENT_DAY = COLUMNS.index("event_day")
 _REFUSED_CLASSES = ("22", "23")  # data exception, integrity violation: the row itself is wrong
 
 
@@ -136,7 +138,9 @@ class DecisionWriter:
         retry_initial_s: float = 0.05,
         retry_max_s: float = 5.0,
         refused_path: Path | None = None,
-        on_durable: Callable[[Sequence[DecisionRecord]], None] | None = None,
+        on_durable: Callable[[Sequence[Item]], None] | None = None,
+        seal: Seal | None = None,
+        key_id: str | None = None,
     ) -> None:
         if batch_rows < 1 or queue_rows < batch_rows or replay_rows < 1:
             raise ValueError(f"need 1 <= batch_rows <= queue_rows and replay_rows >= 1, got {batch_rows}, "
@@ -156,9 +160,11 @@ class DecisionWriter:
         self._retry_initial = retry_initial_s
         self._retry_max = retry_max_s
         self.refused_path = refused_path or journal.directory.parent / "refused-decisions.log"
-        self._on_durable = on_durable
-        self._queue: deque[DecisionRecord] = deque()
-        self._in_hand: list[DecisionRecord] = []  # taken from the queue, not yet durable
+        self.on_durable = on_durable  # called with each prefix of the accepted items once it is durable
+        self._seal, self._key_id = seal, key_id
+        self._queue: deque[Item] = deque()
+        self._queued_rows = 0
+        self._in_hand: list[Item] = []  # taken from the queue, not yet durable
         self._have_rows = asyncio.Event()
         self._room = asyncio.Event()
         self._mode = Mode.DIRECT
@@ -173,37 +179,48 @@ class DecisionWriter:
 
     # -- the hot path ---------------------------------------------------------------------------------------
 
-    def submit(self, record: DecisionRecord) -> None:
-        """Queue one record; never waits. Raises :class:`RecorderFull` or :class:`RecorderClosed`."""
-        queue = self._queue
-        if len(queue) >= self._queue_rows or self._closing:
-            self._refuse(1)
-        queue.append(record)
-        self._counts["submitted"] += 1
+    def submit(self, item: Item, *, force: bool = False) -> None:
+        """Queue one record or block; never waits. Raises :class:`RecorderFull` or :class:`RecorderClosed`.
+        ``force``: queue it even beyond ``queue_rows`` (the caller checked :meth:`has_room` before doing the
+        work whose result this is, and must not lose it now)."""
+        rows = row_count(item)
+        if (self._queued_rows + rows > self._queue_rows and not force) or self._closing:
+            self._refuse(rows)
+        self._queue.append(item)
+        self._queued_rows += rows
+        self._counts["submitted"] += rows
         if not self._have_rows.is_set():
             self._have_rows.set()
 
-    def submit_many(self, records: Sequence[DecisionRecord]) -> None:
-        """Queue all of ``records`` or none (RecorderFull when they do not all fit)."""
-        if len(self._queue) + len(records) > self._queue_rows or self._closing:
-            self._refuse(len(records))
-        self._queue.extend(records)
-        self._counts["submitted"] += len(records)
-        if records and not self._have_rows.is_set():
+    def submit_many(self, items: Sequence[Item], *, force: bool = False) -> None:
+        """Queue all of ``items`` or none (RecorderFull when they do not all fit; ``force`` as for submit)."""
+        rows = sum(row_count(item) for item in items)
+        if (self._queued_rows + rows > self._queue_rows and not force) or self._closing:
+            self._refuse(rows)
+        self._queue.extend(items)
+        self._queued_rows += rows
+        self._counts["submitted"] += rows
+        if items and not self._have_rows.is_set():
             self._have_rows.set()
 
-    async def submit_wait(self, record: DecisionRecord) -> None:
+    def has_room(self, rows: int = 1) -> bool:
+        """Whether ``rows`` more rows fit in the queue now."""
+        return self._queued_rows + rows <= self._queue_rows and not self._closing
+
+    async def submit_wait(self, item: Item) -> None:
         """Back-pressure: wait for room, then queue. With the reject policy, the same as :meth:`submit`."""
-        await self._wait_for_room(1)
-        self.submit(record)
+        await self.wait_for_room(min(row_count(item), self._queue_rows))
+        self.submit(item)
 
-    async def submit_wait_many(self, records: Sequence[DecisionRecord]) -> None:
-        """Back-pressure for a batch (at most ``queue_rows`` records): wait until all fit, then queue them."""
-        await self._wait_for_room(min(len(records), self._queue_rows))
-        self.submit_many(records)
+    async def submit_wait_many(self, items: Sequence[Item]) -> None:
+        """Back-pressure for several items (at most ``queue_rows`` rows): wait until all fit, then queue them."""
+        await self.wait_for_room(min(sum(row_count(item) for item in items), self._queue_rows))
+        self.submit_many(items)
 
-    async def _wait_for_room(self, rows: int) -> None:
-        while len(self._queue) + rows > self._queue_rows and self.full_policy is FullPolicy.BACKPRESSURE:
+    async def wait_for_room(self, rows: int = 1) -> None:
+        """With the back-pressure policy, return once ``rows`` rows fit in the queue (or the writer closes);
+        with the reject policy, at once."""
+        while self._queued_rows + rows > self._queue_rows and self.full_policy is FullPolicy.BACKPRESSURE:
             if self._closing:
                 break  # submit raises RecorderClosed
             self._room.clear()
@@ -213,10 +230,15 @@ class DecisionWriter:
         if self._closing:
             raise RecorderClosed("the decision writer is closing")
         self._counts["rejected"] += rows
-        raise RecorderFull(f"decision queue full ({len(self._queue)} of {self._queue_rows} records waiting, "
+        raise RecorderFull(f"decision queue full ({self._queued_rows} of {self._queue_rows} records waiting, "
                            f"mode {self._mode}): the database and the journal are not keeping up")
 
     # -- life -------------------------------------------------------------------------------------------------
+
+    @property
+    def journal(self) -> Journal:
+        """The outage journal (the caller's to close, after :meth:`close`)."""
+        return self._journal
 
     @property
     def mode(self) -> Mode:
@@ -227,7 +249,7 @@ class DecisionWriter:
         c = self._counts
         backlog = self._journal.last_seq - self._journal.acknowledged_seq
         return WriterStats(self._mode, c["submitted"], c["written"], c["duplicates"], c["journaled"], c["replayed"],
-                           c["rejected"], c["refused"], len(self._queue) + len(self._in_hand), backlog)
+                           c["rejected"], c["refused"], self._queued_rows + sum(map(row_count, self._in_hand)), backlog)
 
     def start(self) -> None:
         """Start the background task (call from the event loop). A journal holding unacknowledged records
@@ -257,7 +279,7 @@ class DecisionWriter:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-            left = len(self._queue) + len(self._in_hand)
+            left = self._queued_rows + sum(map(row_count, self._in_hand))
             raise RecorderError(f"decision writer: {left} accepted records could not be stored within "
                                 f"{timeout_s:g} s (database and journal unavailable); they are lost") from None
         finally:
@@ -290,7 +312,7 @@ class DecisionWriter:
                             return
                         await self._wait_for_rows(loop)
                         continue
-                    if len(self._queue) < self._batch_rows and not self._closing and self._interval > 0:
+                    if self._queued_rows < self._batch_rows and not self._closing and self._interval > 0:
                         await asyncio.sleep(self._interval)  # let a batch gather
                     self._take()
                 elif self._stalled:
@@ -309,8 +331,15 @@ class DecisionWriter:
                 await self._have_rows.wait()
 
     def _take(self) -> None:
-        queue, n = self._queue, min(self._batch_rows, len(self._queue))
-        self._in_hand = [queue.popleft() for _ in range(n)]
+        """Take items from the queue up to ``batch_rows`` rows (at least one item, however large)."""
+        queue, rows = self._queue, 0
+        taken: list[Item] = []
+        while queue and (not taken or rows + row_count(queue[0]) <= self._batch_rows):
+            item = queue.popleft()
+            taken.append(item)
+            rows += row_count(item)
+        self._queued_rows -= rows
+        self._in_hand = taken
         self._room.set()
 
     async def _store(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -330,7 +359,7 @@ class DecisionWriter:
         if self._stalled:
             self._next_try = min(self._next_try, loop.time() + self._retry)
 
-    async def _append(self, batch: list[DecisionRecord]) -> int:
+    async def _append(self, batch: list[Item]) -> int:
         """Append and sync as much of ``batch`` as the journal takes; returns how many records are durable."""
         appended = 0
         payloads = await asyncio.to_thread(_encode_all, batch)
@@ -348,7 +377,7 @@ class DecisionWriter:
             except JournalError:
                 log.exception("decision writer: the journal could not be synced; holding the batch in memory")
                 return 0
-            self._counts["journaled"] += appended
+            self._counts["journaled"] += sum(map(row_count, batch[:appended]))
             self._durable(batch[:appended])
         return appended
 
@@ -364,7 +393,7 @@ class DecisionWriter:
             if self._replaying is None:
                 self._replaying = await asyncio.to_thread(self._journal.replay)
             chunk = await asyncio.to_thread(_next_chunk, self._replaying, self._replay_rows)
-            records = [decode(r.payload) for r in chunk]
+            records = [decode_item(r.payload) for r in chunk]
         except (JournalError, ValueError):
             log.exception("decision writer: cannot replay the journal (it needs a person); still recording to it")
             self._replaying = None
@@ -394,54 +423,60 @@ class DecisionWriter:
         self._next_try = loop.time() + self._retry
         self._retry = min(self._retry * 2, self._retry_max)
 
-    def _durable(self, records: Sequence[DecisionRecord]) -> None:
-        if self._on_durable is not None:
+    def _durable(self, records: Sequence[Item]) -> None:
+        if self.on_durable is not None:
             try:
-                self._on_durable(records)
+                self.on_durable(records)
             except Exception:
                 log.exception("decision writer: the on_durable callback failed")
 
     # -- the database -----------------------------------------------------------------------------------------
 
-    async def _write(self, records: Sequence[DecisionRecord], counter: str) -> bool:
-        """Store ``records`` idempotently; False when the database is unavailable (nothing is known stored)."""
+    async def _write(self, items: Sequence[Item], counter: str) -> bool:
+        """Store ``items`` idempotently; False when the database is unavailable (nothing is known stored)."""
         try:
-            inserted = await self._copy_making_partitions(records)
+            rows = await asyncio.to_thread(rows_of, items, self._seal, self._key_id)  # Python per row: off the loop
+            inserted = await self._copy_making_partitions(rows)
         except Exception as exc:
             if not _refused(exc):
                 _log_unavailable(exc)
                 return False
-            return await self._write_one_by_one(records, counter)
-        self._count(counter, len(records), inserted)
+            return await self._write_one_by_one(items, counter)
+        self._count(counter, len(rows), inserted)
         return True
 
-    async def _write_one_by_one(self, records: Sequence[DecisionRecord], counter: str) -> bool:
+    async def _write_one_by_one(self, items: Sequence[Item], counter: str) -> bool:
         """A batch that held a bad row: each row alone, the bad ones set aside."""
-        for record in records:
+        for item in items:
             try:
-                inserted = await self._copy_making_partitions([record])
-            except Exception as exc:
-                if not _refused(exc):
-                    _log_unavailable(exc)
-                    return False
-                await asyncio.to_thread(self._set_aside, record, exc)
+                rows = item_rows(item, self._seal, self._key_id)
+            except Exception as exc:  # the item itself cannot be laid out (a damaged block)
+                await asyncio.to_thread(self._set_aside, item, None, exc)
                 continue
-            self._count(counter, 1, inserted)
+            for index, row in enumerate(rows):
+                try:
+                    inserted = await self._copy_making_partitions([row])
+                except Exception as exc:
+                    if not _refused(exc):
+                        _log_unavailable(exc)
+                        return False
+                    await asyncio.to_thread(self._set_aside, item, index if len(rows) > 1 else None, exc)
+                    continue
+                self._count(counter, 1, inserted)
         return True
 
     def _count(self, counter: str, rows: int, inserted: int) -> None:
         self._counts[counter] += rows
         self._counts["duplicates"] += rows - inserted
 
-    async def _copy_making_partitions(self, records: Sequence[DecisionRecord]) -> int:
-        rows = await asyncio.to_thread(to_rows, records)  # ~10 µs a row of Python: off the loop, if not the GIL
+    async def _copy_making_partitions(self, rows: list[Row]) -> int:
         try:
             return await self._copy(rows)
         except PartitionMissingError:
-            await self._make_partitions({r.event_day for r in records})
+            await self._make_partitions({row[_EVENT_DAY] for row in rows})
             return await self._copy(rows)
 
-    async def _copy(self, rows: list[tuple[Any, ...]]) -> int:
+    async def _copy(self, rows: list[Row]) -> int:
         """COPY into the session's staging table, move into decisions; returns the rows inserted."""
         async with asyncio.timeout(self._write_timeout), self._db.connection() as conn, conn.transaction():
             await conn.execute(_PREPARE_STAGING)
@@ -457,21 +492,25 @@ class DecisionWriter:
                 if changes.created:
                     log.warning("decision writer: made partitions %s for a late or early row", changes.created)
 
-    def _set_aside(self, record: DecisionRecord, exc: BaseException) -> None:
+    def _set_aside(self, item: Item, row: int | None, exc: BaseException) -> None:
+        """Keep a refused row where a person finds it: the item's journal payload in base64, then the reason
+        (with the row's index when the item is a block of several)."""
         self._counts["refused"] += 1
-        log.error("decision writer: the database refused decision %s (%s); set aside in %s",
-                  record.transaction_id, exc, self.refused_path)
+        where = "" if row is None else f" (row {row})"
+        tx_id = getattr(item, "transaction_id", "of a block")
+        log.error("decision writer: the database refused decision %s%s (%s); set aside in %s", tx_id, where, exc,
+                  self.refused_path)
         try:
-            saved = base64.b64encode(encode(record)).decode()
+            saved = base64.b64encode(encode_item(item)).decode()
         except ValueError:  # a record that cannot even be encoded (features not one-dimensional)
-            saved = "unencodable:" + repr(record).replace("\n", " ")
-        line = saved + "\t" + str(exc).replace("\n", " ") + "\n"
+            saved = "unencodable:" + repr(item).replace("\n", " ")
+        line = saved + "\t" + where.strip() + " " + str(exc).replace("\n", " ") + "\n"
         with open(self.refused_path, "a", encoding="utf-8") as out:
             out.write(line)
 
 
-def _encode_all(records: Sequence[DecisionRecord]) -> list[bytes]:
-    return [encode(r) for r in records]
+def _encode_all(items: Sequence[Item]) -> list[bytes]:
+    return [encode_item(item) for item in items]
 
 
 def _next_chunk(records: Iterator[Record], n: int) -> list[Record]:

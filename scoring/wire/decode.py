@@ -111,6 +111,7 @@ class DecodedRequest:
     buffer: U8
     id_start: I64
     id_len: I64
+    pan_free: bool = False  # True when the fast path read every transaction: no card.pan among them
 
 
 # ================================================================================================
@@ -564,7 +565,8 @@ def _assemble(data: bytes, buf: U8, n_slow: int, ids_start: int, ids_length: int
             keep[[i for i, _ in failed]] = False
             reals, ints = np.compress(keep, reals, axis=1), np.compress(keep, ints, axis=1)
             id_start, id_len = id_start[keep], id_len[keep]
-    return DecodedRequest(TransactionBatch.packed(tuple(ids), reals, ints), failures, n, buf, id_start, id_len)
+    return DecodedRequest(TransactionBatch.packed(tuple(ids), reals, ints), failures, n, buf, id_start, id_len,
+                          pan_free=n_slow == 0)
 
 
 def _slow_rows(data: bytes, block: I64, ids: list[str], field: str, now: float,

@@ -1,0 +1,212 @@
+"""The decisions of one scored request message, as the scoring server hands them to the recorder.
+
+The hot path must not pay per transaction for recording, so it does not build a row per transaction: it keeps
+the request message's bytes (with any PAN already replaced by its token) and the arrays the scorer produced,
+in one :class:`DecisionBlock` per message — a few NumPy ``tobytes`` and one journal append. The background
+writer expands a block into table rows (:func:`block_rows`): it parses the message with protobuf, seals the
+personal fields (device id, IP address) with AES-256-GCM, and lays out one tuple per scored transaction.
+
+Journal payload (version 2; version 1 is a single :class:`~scoring.record.rows.DecisionRecord`), little-endian::
+
+    u8 version | u8 kind | u16 k | u32 n | u32 n_features | i64 decided_at_us | f64 server_time_us
+    | u16 len + model version (UTF-8) | u32 len + request message
+    | n × u32 position | n × f64 score | n × u8 action
+    | n × n_features × f32 features | n × k × u16 reason feature | n × k × f32 reason contribution
+
+``position`` is the index of the transaction in the message (rows that failed validation were answered with
+their own error and are not recorded).
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from fraudguard.errors import ValidationError
+from fraudguard.proto.fraud.v1 import scoring_pb2, transaction_pb2
+from fraudguard.security.pan import PanTokenizer
+from scoring.decision import ACTION_NAMES
+from scoring.features.schema import FEATURES
+
+BLOCK_VERSION = 2
+_HEADER = struct.Struct("<BBHIIqd")
+_U16 = struct.Struct("<H")
+_U32 = struct.Struct("<I")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_EPOCH_DAY = date(1970, 1, 1)
+_FEATURE_NAMES = tuple(f.name for f in FEATURES)
+_CHANNELS = {v.number: v.name.removeprefix("CHANNEL_").lower()
+             for v in transaction_pb2.DESCRIPTOR.enum_types_by_name["Channel"].values}
+_ENTRY_MODES = {v.number: v.name.removeprefix("ENTRY_MODE_").lower()
+                for v in transaction_pb2.DESCRIPTOR.enum_types_by_name["EntryMode"].values}
+
+Seal = Callable[[str, str, str], bytes]  # (column, transaction_id, clear text) -> nonce || ciphertext || tag
+
+
+class MessageKind(enum.IntEnum):
+    """Which request message a block's bytes hold."""
+
+    SCORE = 0  # ScoreRequest: one transaction
+    BATCH = 1  # ScoreBatchRequest
+    STREAM = 2  # ScoreStreamRequest
+
+
+_MESSAGE_TYPES: dict[MessageKind, Any] = {
+    MessageKind.SCORE: scoring_pb2.ScoreRequest,
+    MessageKind.BATCH: scoring_pb2.ScoreBatchRequest,
+    MessageKind.STREAM: scoring_pb2.ScoreStreamRequest,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionBlock:
+    """The scored transactions of one request message (row i is the transaction at ``positions[i]``)."""
+
+    kind: MessageKind
+    request: bytes  # the request message, PAN-free (see scrub_pans)
+    positions: npt.NDArray[np.uint32]
+    scores: npt.NDArray[np.float64]
+    actions: npt.NDArray[np.uint8]  # fraud.v1.Action values
+    features: npt.NDArray[np.float32]  # [n, n_features]
+    reason_index: npt.NDArray[np.uint16]  # [n, k]
+    reason_contribution: npt.NDArray[np.float32]  # [n, k]
+    model_version: str
+    server_time_us: float  # per transaction, amortised over the message
+    decided_at_us: int
+
+    def __len__(self) -> int:
+        return int(self.positions.shape[0])
+
+    def encode(self) -> bytes:
+        n, n_features = self.features.shape
+        k = self.reason_index.shape[1]
+        version = self.model_version.encode()
+        return b"".join((
+            _HEADER.pack(BLOCK_VERSION, self.kind, k, n, n_features, self.decided_at_us, self.server_time_us),
+            _U16.pack(len(version)), version, _U32.pack(len(self.request)), self.request,
+            self.positions.astype("<u4", copy=False).tobytes(),
+            self.scores.astype("<f8", copy=False).tobytes(), self.actions.astype("u1", copy=False).tobytes(),
+            self.features.astype("<f4", copy=False).tobytes(), self.reason_index.astype("<u2", copy=False).tobytes(),
+            self.reason_contribution.astype("<f4", copy=False).tobytes(),
+        ))  # fmt: skip
+
+    @classmethod
+    def decode(cls, payload: bytes) -> DecisionBlock:
+        """The block :meth:`encode` wrote; ValueError for another version or a damaged payload."""
+        if len(payload) < _HEADER.size or payload[0] != BLOCK_VERSION:
+            raise ValueError(f"decision block: version {payload[:1]!r} is not {BLOCK_VERSION}")
+        _, kind, k, n, n_features, decided_at_us, server_time_us = _HEADER.unpack_from(payload)
+        reader = _Reader(payload, _HEADER.size)
+        model_version = reader.take(reader.length(_U16)).decode()
+        request = reader.take(reader.length(_U32))
+        block = cls(
+            kind=MessageKind(kind), request=request,
+            positions=reader.array("<u4", n), scores=reader.array("<f8", n),
+            actions=reader.array("u1", n), features=reader.array("<f4", n * n_features).reshape(n, n_features),
+            reason_index=reader.array("<u2", n * k).reshape(n, k),
+            reason_contribution=reader.array("<f4", n * k).reshape(n, k),
+            model_version=model_version, server_time_us=server_time_us, decided_at_us=decided_at_us,
+        )  # fmt: skip
+        if reader.offset != len(payload):
+            raise ValueError(f"decision block: {len(payload) - reader.offset} bytes after the last field")
+        return block
+
+
+class _Reader:
+    def __init__(self, payload: bytes, offset: int) -> None:
+        self.payload, self.offset = payload, offset
+
+    def take(self, size: int) -> bytes:
+        end = self.offset + size
+        if end > len(self.payload):
+            raise ValueError("decision block: cut short")
+        data, self.offset = self.payload[self.offset:end], end
+        return data
+
+    def length(self, prefix: struct.Struct) -> int:
+        (size,) = prefix.unpack(self.take(prefix.size))
+        return int(size)
+
+    def array(self, dtype: str, count: int) -> Any:
+        data = self.take(np.dtype(dtype).itemsize * count)
+        return np.frombuffer(data, dtype, count).copy()
+
+
+def scrub_pans(request: bytes, kind: MessageKind, tokenizer: PanTokenizer) -> bytes:
+    """``request`` with every ``card.pan`` removed: a valid PAN becomes its token, BIN and last four (as the
+    scorer saw it), an invalid one is simply dropped (its transaction was refused). Called only for messages
+    the wire decoder did not take on its fast path, which is where any PAN is."""
+    message = _MESSAGE_TYPES[kind].FromString(request)
+    changed = False
+    for tx in _transactions(message, kind):
+        if tx.card.pan:
+            try:
+                ref = tokenizer.tokenize(tx.card.pan)
+            except ValidationError:  # the transaction was answered with its error, not scored
+                tx.card.pan = ""
+            else:
+                tx.card.token, tx.card.bin, tx.card.last4, tx.card.pan = ref.token, ref.bin, ref.last4, ""
+            changed = True
+    return bytes(message.SerializeToString()) if changed else request
+
+
+def _transactions(message: Any, kind: MessageKind) -> list[transaction_pb2.Transaction]:
+    if kind is MessageKind.SCORE:
+        return [message.transaction] if message.HasField("transaction") else []
+    return list(message.transactions)
+
+
+def _time(time_us: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=time_us)
+
+
+def _number(value: float) -> float | None:
+    """JSON has no NaN: a feature without a value (a field the transaction did not carry) is null."""
+    return value if value == value else None
+
+
+def block_rows(block: DecisionBlock, seal: Seal | None, key_id: str | None) -> list[tuple[Any, ...]]:
+    """One ``decisions`` row per scored transaction, in :data:`scoring.record.rows.COLUMNS` order.
+
+    ``seal`` encrypts the personal fields (device id, IP address) under key ``key_id``; without it they are not
+    stored at all. ``reasons`` name each top feature with its value and log-odds contribution."""
+    transactions = _transactions(_MESSAGE_TYPES[block.kind].FromString(block.request), block.kind)
+    features = block.features.tolist()
+    scores, actions = block.scores.tolist(), block.actions.tolist()
+    reason_index, reason_contribution = block.reason_index.tolist(), block.reason_contribution.tolist()
+    decided_at = _time(block.decided_at_us)
+    model_version, server_time_us = block.model_version, block.server_time_us
+    names = _FEATURE_NAMES
+    rows = []
+    for i, position in enumerate(block.positions.tolist()):
+        tx = transactions[position]
+        time_us = tx.event_time.seconds * 1_000_000 + tx.event_time.nanos // 1000
+        tx_id, card = tx.transaction_id, tx.card
+        row_features = features[i]
+        reasons = json.dumps([{"feature": names[f], "value": _number(row_features[f]), "contribution": round(c, 6)}
+                              for f, c in zip(reason_index[i], reason_contribution[i], strict=True)])
+        device_enc = ip_enc = None
+        if seal is not None:
+            if tx.device_id:
+                device_enc = seal("device_id", tx_id, tx.device_id)
+            if tx.ip_address:
+                ip_enc = seal("ip_address", tx_id, tx.ip_address)
+        has_location = tx.HasField("location")
+        rows.append((
+            tx_id, _time(time_us), _EPOCH_DAY + timedelta(days=time_us // 86_400_000_000), card.token,
+            card.bin or None, card.last4 or None, tx.customer_id or None, tx.merchant_id or None, tx.mcc or None,
+            tx.merchant_country or None, _CHANNELS[tx.channel], _ENTRY_MODES[tx.entry_mode], tx.amount_minor,
+            tx.currency, tx.location.latitude if has_location else None,
+            tx.location.longitude if has_location else None, device_enc, ip_enc, None,
+            key_id if device_enc is not None or ip_enc is not None else None, row_features, model_version, None,
+            "{}", "[]", scores[i], ACTION_NAMES[actions[i]], reasons, server_time_us, decided_at,
+        ))  # fmt: skip
+    return rows

@@ -1,0 +1,44 @@
+"""What the decision writer stores: a single :class:`DecisionRecord` (one row) or a :class:`DecisionBlock` (the
+scored transactions of one request message), with their journal encodings and their table rows."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from scoring.record.block import BLOCK_VERSION, DecisionBlock, Seal, block_rows
+from scoring.record.rows import FORMAT_VERSION, DecisionRecord, decode, encode, to_row
+
+Item = DecisionRecord | DecisionBlock
+Row = tuple[Any, ...]
+
+
+def row_count(item: Item) -> int:
+    return 1 if isinstance(item, DecisionRecord) else len(item)
+
+
+def encode_item(item: Item) -> bytes:
+    return encode(item) if isinstance(item, DecisionRecord) else item.encode()
+
+
+def decode_item(payload: bytes) -> Item:
+    """The item :func:`encode_item` wrote (the first byte tells which kind); ValueError for anything else."""
+    if payload[:1] == bytes((BLOCK_VERSION,)):
+        return DecisionBlock.decode(payload)
+    if payload[:1] == bytes((FORMAT_VERSION,)):
+        return decode(payload)
+    raise ValueError(f"decision journal payload of unknown version {payload[:1]!r}")
+
+
+def item_rows(item: Item, seal: Seal | None, key_id: str | None) -> list[Row]:
+    """The ``decisions`` rows of ``item``, in :data:`scoring.record.rows.COLUMNS` order."""
+    if isinstance(item, DecisionRecord):
+        return [to_row(item)]
+    return block_rows(item, seal, key_id)
+
+
+def rows_of(items: Sequence[Item], seal: Seal | None, key_id: str | None) -> list[Row]:
+    rows: list[Row] = []
+    for item in items:
+        rows.extend(item_rows(item, seal, key_id))
+    return rows
