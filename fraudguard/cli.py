@@ -7,6 +7,7 @@ Each entry point is ``main(argv: list[str]) -> int``.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 # subcommand -> (module, one-line help)
@@ -17,7 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("trainer.evaluate_cli", "score a period with a bundle and write an evaluation report"),
     "models": ("trainer.models_cli", "list, show, promote model bundles; make the demo bundle"),
     "bench": ("benchmarks.loadgen", "load-generate against a scoring server and report latency"),
-    "keys": ("fraudguard.keys_cli", "create, list and revoke API keys"),
+    "keys": ("fraudguard.keys_cli", "create, list, revoke API keys; rotate the personal-data keys"),
     "audit": ("fraudguard.audit_cli", "verify and list the hash-chained audit log"),
     "erase": ("fraudguard.privacy_cli", "GDPR erasure: remove a customer's personal data, audited"),
 }
@@ -39,6 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     if command not in COMMANDS:
         print(f"fraudguard: unknown command {command!r}\n\n{_usage()}", file=sys.stderr)
         return 2
+    # gRPC's fork handlers would run in every child we fork only to exec (pg_ctl of the embedded PostgreSQL) and can
+    # crash it while gRPC threads are busy; gRPC reads this when it is first imported, below.
+    os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
     module = importlib.import_module(COMMANDS[command][0])
     result: int = module.main(rest)
     return result

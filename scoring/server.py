@@ -1,10 +1,13 @@
 """``fraudguard serve``: the grpc.aio scoring server, its lifecycle and its entry point.
 
 Start: settings → logging → PAN key → entity state (restored from the last snapshot) →
-promoted model bundle → bind → serve, with health and reflection. A model watcher swaps
-newly promoted bundles in; a periodic task snapshots the state. SIGTERM/SIGINT: health
-goes NOT_SERVING, in-flight calls get ``shutdown_grace_s`` to finish, the state is
-snapshotted, exit 0.
+promoted model bundle → database (when recording or auth is on; embedded unless
+``database_url``) → journals and decision writer (``scoring.record.recorder``) → bind →
+serve, with health, reflection and, with ``auth``, the API-key interceptor. A model watcher
+swaps newly promoted bundles in; periodic tasks snapshot the state and keep the daily
+partitions. SIGTERM/SIGINT: health goes NOT_SERVING, in-flight calls get
+``shutdown_grace_s`` to finish, every answered decision is stored (or journaled), the state
+is snapshotted, exit 0.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from fraudguard.apikeys import ApiKeyVerifier
 from fraudguard.db import Database, DatabaseError
 from fraudguard.db.configured import exit_code_of, open_database
 from fraudguard.errors import BundleError
@@ -33,6 +37,7 @@ from fraudguard.security.keyfile import KeyFileError, load_or_create_key
 from fraudguard.security.pan import PanTokenizer
 from fraudguard.security.personal import Keyring, personal_aad
 from fraudguard.settings import Settings, SettingsError
+from scoring.auth import make_auth_interceptor
 from scoring.decision import parse_bands
 from scoring.features import EngineCapacity, FeatureEngine, SnapshotError
 from scoring.features.engine import write_snapshot
@@ -173,21 +178,24 @@ class ScoringServer:
         log.info("stopped", extra={"snapshot": str(path)})
 
 
-async def _start_recording(settings: Settings, tokenizer: PanTokenizer) -> tuple[Database, Recorder]:
-    """The database (embedded unless ``database_url``), the journals and the decision writer, started."""
+async def _open_database(settings: Settings) -> Database:
+    """The database (embedded unless ``database_url``), migrated, today's partitions made."""
+    try:
+        return await open_database(settings)
+    except DatabaseError as exc:
+        raise StartupError(exit_code_of(exc), str(exc)) from exc
+
+
+async def _start_recording(settings: Settings, tokenizer: PanTokenizer, database: Database) -> Recorder:
+    """The journals and the decision writer, started (the write-ahead journal's leftovers queued first)."""
     try:
         keyring = Keyring.load(settings.personal_key_path)
     except KeyFileError as exc:
         raise StartupError(ExitCode.KEY_FILE_UNUSABLE, str(exc)) from exc
     try:
-        database = await open_database(settings)
-    except DatabaseError as exc:
-        raise StartupError(exit_code_of(exc), str(exc)) from exc
-    try:
         ahead, outage = await asyncio.to_thread(Recorder.open_journals, settings.journal_dir,
                                                 settings.journal_max_bytes)
     except JournalError as exc:
-        await database.close()
         raise StartupError(ExitCode.JOURNAL_UNUSABLE, str(exc)) from exc
 
     def seal(column: str, transaction_id: str, text: str) -> bytes:
@@ -198,7 +206,7 @@ async def _start_recording(settings: Settings, tokenizer: PanTokenizer) -> tuple
                             full_policy=settings.record_full_policy, seal=seal, key_id=keyring.current_id)
     recorder = Recorder(writer, ahead, tokenizer)
     await recorder.start()
-    return database, recorder
+    return recorder
 
 
 async def _stop_recording(database: Database | None, recorder: Recorder | None) -> None:
@@ -246,8 +254,12 @@ async def start_server(settings: Settings) -> ScoringServer:
         ("grpc.max_send_message_length", settings.max_message_bytes),
         ("grpc.so_reuseport", 0),
     ]
-    database, recorder = await _start_recording(settings, PanTokenizer(key)) if settings.record else (None, None)
+    database = await _open_database(settings) if settings.record or settings.auth else None
+    recorder = None
     try:
+        if settings.record:
+            assert database is not None
+            recorder = await _start_recording(settings, PanTokenizer(key), database)
         return await _bind_and_serve(settings, scorer, model, options, PanTokenizer(key), database, recorder)
     except BaseException:
         await _stop_recording(database, recorder)
@@ -257,7 +269,8 @@ async def start_server(settings: Settings) -> ScoringServer:
 async def _bind_and_serve(settings: Settings, scorer: Scorer, model: ActiveModel, options: list[tuple[str, int]],
                           tokenizer: PanTokenizer, database: Database | None, recorder: Recorder | None,
                           ) -> ScoringServer:
-    server = grpc.aio.server(options=options)
+    interceptors = [make_auth_interceptor(ApiKeyVerifier(database))] if settings.auth and database else []
+    server = grpc.aio.server(options=options, interceptors=interceptors)
     add_scoring_service(ScoringServicer(scorer, tokenizer, settings.max_batch, recorder), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -298,6 +311,9 @@ async def _bind_and_serve(settings: Settings, scorer: Scorer, model: ActiveModel
             "host": host,
             "port": port,
             "tls": credentials is not None,
+            "auth": bool(interceptors),
+            "recording": recorder is not None,
+            "database": database.target if database is not None else None,
             "model_version": model.bundle.manifest.version,
         },
     )
@@ -311,13 +327,21 @@ async def _serve(settings: Settings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     host = settings.listen.rpartition(":")[0]
-    print(
-        f"fraudguard scoring server on {host}:{running.port} — try:\n"
-        f"  fraudguard bench --target {host}:{running.port} --rpc score --duration 5\n"
+    lines = [
+        f"fraudguard scoring server on {host}:{running.port} — try:",
+        f"  fraudguard bench --target {host}:{running.port} --rpc score --duration 5",
         f"  grpcurl -plaintext {host}:{running.port} list",
-        file=sys.stderr,
-        flush=True,
-    )
+    ]
+    if running.database is not None:
+        where = f"--data-dir {settings.data_dir}" + ("" if settings.database_url is None else " --database-url URL")
+        recorded = f"recorded in {running.database.target}" if running.recorder else "not recorded"
+        lines += [
+            f"decisions are {recorded}",
+            f"API keys: {'required' if settings.auth else 'not required (serve --auth true to require them)'}; "
+            f"make the first admin key with:",
+            f"  fraudguard keys create --role admin --note first-admin {where}",
+        ]
+    print("\n".join(lines), file=sys.stderr, flush=True)
     await stop.wait()
     log.info("shutting down", extra={"grace_s": settings.shutdown_grace_s})
     await running.stop()

@@ -3,6 +3,10 @@ service of every streaming kind, health and reflection; keys in the real Postgre
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -25,6 +29,7 @@ from scoring.features import EngineCapacity, FeatureEngine
 from scoring.model import load_promoted
 from scoring.scorer import Scorer
 from scoring.servicer import ScoringServicer, add_scoring_service
+from tests._server_process import ServerProcess
 from tests.conftest import make_transaction
 
 ECHO = "test.Echo"
@@ -277,3 +282,30 @@ def test_bearer_token_parsing() -> None:
     assert bearer_token([("authorization", b"Bearer abc")]) is None
     assert bearer_token([("x-other", "Bearer abc")]) is None
     assert bearer_token([]) is None
+
+
+async def test_fraudguard_serve_with_auth_takes_a_key_made_by_the_cli(tmp_path: Path, bundle_store: Path,
+                                                                      dsn: str) -> None:
+    """End to end: `fraudguard keys create` makes a key, `fraudguard serve` with FRAUDGUARD_AUTH=true accepts it
+    and refuses a call without it."""
+    data = tmp_path / "data"
+    shutil.copytree(bundle_store, data / "models")
+    env = {**os.environ, "FRAUDGUARD_DATABASE_URL": dsn, "FRAUDGUARD_DATA_DIR": str(data)}
+    made = subprocess.run([sys.executable, "-m", "fraudguard.cli", "keys", "create", "--role", "scorer",
+                           "--note", "e2e"], env=env, capture_output=True, text=True, timeout=120, check=True)
+    secret = made.stdout.strip().splitlines()[-1].strip()
+    assert secret.startswith("fgk_") and "shown only this once" in made.stderr
+    server = ServerProcess(data, ("--max-cards", "4096", "--max-entities", "4096"),
+                           env={"FRAUDGUARD_AUTH": "true", "FRAUDGUARD_DATABASE_URL": dsn}).start()
+    try:
+        async with grpc.aio.insecure_channel(server.target) as channel:
+            stub = scoring_pb2_grpc.ScoringServiceStub(channel)  # type: ignore[no-untyped-call]
+            request = scoring_pb2.ScoreRequest(transaction=make_transaction(1))
+            answer = await stub.Score(request, metadata=_auth(secret), timeout=10)
+            assert answer.decision.transaction_id == "tx-1"
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await stub.Score(request, timeout=10)
+            assert refused.value.code() == UNAUTHENTICATED
+    finally:
+        assert server.terminate() == 0
+    assert secret not in "\n".join(server.log_lines)
