@@ -110,6 +110,9 @@ async def _erase(db: Database, args: argparse.Namespace) -> int:
     else:
         print(f"no rows carry that customer id (unknown, or already erased); the request is recorded as audit entry "
               f"{report.audit_id} ({report.subject})")
+    print("decisions a running scoring server has answered but not yet stored (its queue and journals in "
+          "DATA_DIR/journal) are written afterwards: run this again once the servers are drained or stopped",
+          file=sys.stderr)
     return int(ExitCode.SUCCESS)
 
 
