@@ -1,34 +1,81 @@
-"""``fraudguard models``: list, show and promote model bundles; build the demo bundle.
+"""``fraudguard models``: list, show, promote and roll back model bundles; their promotion history; the demo bundle.
 
-Exit codes (``fraudguard.exit_codes``): 0 done; 2 bad command line (or too little demo data
-to train on); 30 no bundle with that version; 31 the bundle (or the demo being built) is
-malformed, fails its parity check or does not match the feature schema.
+Promoting is a privileged, audited action. ``promote``, ``rollback`` and ``demo`` first register the bundle in
+PostgreSQL and record the promotion with its audit entry (``model.promote`` / ``model.rollback``) in one
+transaction, and only after that commit flip ``DATA_DIR/models/PROMOTED``, the pointer running servers watch. So:
+
+- the database cannot be reached or refuses: nothing is promoted (exit 60-62); a promotion without its audit row
+  never happens;
+- the pointer cannot be flipped after the commit (exit 31, saying so): the rows record an *intent* that did not
+  take effect (the history shows it, the pointer does not); fix the cause and promote again, which records a second
+  promotion.
+
+Promotions on one database take turns (an advisory lock held from reading the pointer to flipping it). ``list`` and
+``show`` read the bundle directories only and need no database.
+
+Exit codes (``fraudguard.exit_codes``): 0 done; 2 bad command line, a version that is not a bundle id, a bad
+--actor or --note (or too little demo data to train on); 10 bad setting; 30 no bundle with that version, or nothing
+to roll back to; 31 the bundle (or the demo being built) is malformed, fails its parity check or does not match the
+feature schema, is registered under its version with other content, or the pointer could not be flipped after the
+promotion was recorded; 60-62 the database cannot be used (nothing was promoted).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import hashlib
 import json
 import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from fraudguard.errors import BundleError, NotFoundError, ValidationError
+import asyncpg
+
+from fraudguard._cli_db import ErrorCodes, parse_args, run_with_database
+from fraudguard.db import Database, DatabaseError
+from fraudguard.errors import BundleError, FraudguardError, NotFoundError, ValidationError
 from fraudguard.exit_codes import ExitCode
-from fraudguard.settings import ENV_PREFIX
+from fraudguard.keys_cli import default_actor
+from fraudguard.model_registry import (
+    MAX_HISTORY,
+    PROMOTE,
+    ROLLBACK,
+    BundleConflictError,
+    BundleRecord,
+    Promotion,
+    RecordedPromotion,
+    check_actor,
+    check_note,
+    check_version,
+    promotion_history,
+    promotion_lock,
+    record_promotion,
+    register_bundle,
+)
+from fraudguard.settings import ENV_PREFIX, Settings
 from scoring.model import ModelBundle, list_bundles, load_bundle, promote, promoted_version
+from scoring.model.bundle import fsync_dir
 
 _DATA_DIR_ENV = ENV_PREFIX + "DATA_DIR"
+DEMO_ACTOR = "system:demo"
+_DB_ERRORS: ErrorCodes = ((NotFoundError, ExitCode.UNKNOWN_MODEL_VERSION), (BundleError, ExitCode.BAD_MODEL_BUNDLE),
+                          (FraudguardError, ExitCode.FAILURE))  # e.g. a registry row changed under us: retry
+_DB_ONLY = ("database_url", "db_connect_timeout_s")  # --data-dir is the models CLI's own
+
+
+class NothingToRollBackError(NotFoundError):
+    """No recorded promotion to undo, or the served bundle is not the one the last promotion recorded."""
 
 
 def main(argv: list[str]) -> int:
     """Entry point of ``fraudguard models``; returns the exit code."""
-    parser = _parser()
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:  # --help (0) or a usage error (2), already printed by argparse
-        return exc.code if isinstance(exc.code, int) else int(ExitCode.USAGE)
+    args = parse_args(_parser(), argv)  # --help (0) or a usage error (2) are answered by argparse
+    if isinstance(args, int):
+        return args
     command: Callable[[argparse.Namespace], int] = args.run
     try:
         return command(args)
@@ -45,8 +92,10 @@ def main(argv: list[str]) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="fraudguard models", description="List, show and promote model bundles; build the demo bundle.",
-        epilog="exit codes: 0 done, 2 bad usage, 30 unknown version, 31 bad bundle",
+        prog="fraudguard models", description="List, show, promote and roll back model bundles (promotions are "
+        "recorded and audited in the database); build the demo bundle.",
+        epilog="exit codes: 0 done, 2 bad usage, 10 bad setting, 30 unknown version or nothing to roll back, 31 bad "
+        "or conflicting bundle or pointer not flipped, 60-62 database unusable (nothing promoted)",
     )
     data_dir = argparse.ArgumentParser(add_help=False)
     data_dir.add_argument(
@@ -58,12 +107,14 @@ def _parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", parents=[data_dir],
                                help="build a demo bundle from synthetic data and promote it",
                                description="Generate synthetic payments, replay their features, train, export to "
-                               "ONNX (with a parity check), calibrate thresholds, write the bundle and promote it.")
+                               "ONNX (with a parity check), calibrate thresholds, write the bundle and promote it "
+                               f"(recorded and audited as {DEMO_ACTOR!r}, like 'promote').")
     demo.add_argument("--if-missing", action="store_true",
                       help="do nothing when the promoted bundle loads (as 'make run' does)")
     demo.add_argument("--seed", type=int, default=7, help="seed of the synthetic data and of training (default 7)")
     demo.add_argument("--transactions", type=_positive_int, default=None, metavar="N",
                       help="synthetic payments to train on (default 60000; fewer is faster and weaker)")
+    _database_options(demo)
     demo.set_defaults(run=_demo)
 
     listing = commands.add_parser("list", parents=[data_dir], help="list the bundles, newest first",
@@ -78,10 +129,41 @@ def _parser() -> argparse.ArgumentParser:
 
     prom = commands.add_parser("promote", parents=[data_dir], help="make a bundle the one the scorer serves",
                                description="Make a bundle the served one; running servers pick it up by themselves. "
-                               "A bundle that does not load is refused and the promoted one stays.")
+                               "A bundle that does not load is refused and the promoted one stays. The bundle is "
+                               "registered and the promotion recorded and audited in the database first; if that "
+                               "fails, nothing is promoted.")
     prom.add_argument("version", help="bundle version id (see 'list')")
+    _actor_and_note(prom)
+    _database_options(prom)
     prom.set_defaults(run=_promote)
+
+    rollback = commands.add_parser("rollback", parents=[data_dir], help="promote again the bundle the last "
+                                   "promotion replaced", description="Undo the last recorded promotion: promote the "
+                                   "version it replaced (audited as model.rollback). A second rollback undoes the "
+                                   "first. Refused when the served bundle is not the one the last promotion recorded.")
+    _actor_and_note(rollback)
+    _database_options(rollback)
+    rollback.set_defaults(run=_rollback)
+
+    history = commands.add_parser("history", parents=[data_dir], help="the recorded promotions, newest first",
+                                  description="The promotions recorded in the database, newest first.")
+    history.add_argument("--limit", type=_positive_int, default=20, metavar="N",
+                         help=f"at most N promotions (default 20, at most {MAX_HISTORY})")
+    history.add_argument("--json", action="store_true", help="one JSON object per line")
+    _database_options(history)
+    history.set_defaults(run=_history)
     return parser
+
+
+def _actor_and_note(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--actor", default=None, help="who to record in the audit log (default cli:<os user>)")
+    parser.add_argument("--note", default="", help="why, recorded with the promotion (one line, at most 500 "
+                        "characters)")
+
+
+def _database_options(parser: argparse.ArgumentParser) -> None:
+    """``--database-url``, ``--db-connect-timeout-s`` (also from ``FRAUDGUARD_*``)."""
+    Settings.add_arguments(parser, only=_DB_ONLY)
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -91,14 +173,49 @@ def _demo(args: argparse.Namespace) -> int:
         if current is not None:
             print(f"promoted bundle {current.manifest.version} is in place; nothing to do")
             return int(ExitCode.SUCCESS)
+    return run_with_database("models demo", args, lambda db: _build_and_promote(db, args, models_dir), _DB_ERRORS)
+
+
+async def _build_and_promote(db: Database, args: argparse.Namespace, models_dir: Path) -> int:
+    """With the database open (so an unusable one fails before minutes of training): build, register, promote."""
+    print(f"building a demo model bundle in {models_dir} ...", file=sys.stderr)
+    bundle = await asyncio.to_thread(_build_demo, models_dir, args.seed, args.transactions, sys.stderr.isatty())
+    m = bundle.manifest
+    try:
+        recorded = await _promote_audited(db, models_dir, bundle, DEMO_ACTOR, "built by 'fraudguard models demo'",
+                                          PROMOTE)
+    except DatabaseError:
+        print(f"built {m.version} but did not promote it: the promotion could not be recorded", file=sys.stderr)
+        raise
+    what = "built and promoted" if recorded is not None else "built"
+    print(f"{what} {m.version}: AUC {m.metrics['auc']:.4f}, AP {m.metrics['average_precision']:.4f}")
+    return int(ExitCode.SUCCESS)
+
+
+def _build_demo(models_dir: Path, seed: int, transactions: int | None, progress: bool) -> ModelBundle:
+    """Build the demo bundle in a hidden staging directory (where the builder also promotes it, harmlessly: no
+    server watches there), then move it into ``models_dir`` unpromoted, for the audited promotion."""
     from trainer.demo import build_demo_bundle  # heavy imports (LightGBM, ONNX) only when building
 
-    print(f"building a demo model bundle in {models_dir} ...", file=sys.stderr)
-    size = {} if args.transactions is None else {"n_transactions": args.transactions}
-    bundle = build_demo_bundle(models_dir, seed=args.seed, progress=sys.stderr.isatty(), **size)
-    m = bundle.manifest
-    print(f"built and promoted {m.version}: AUC {m.metrics['auc']:.4f}, AP {m.metrics['average_precision']:.4f}")
-    return int(ExitCode.SUCCESS)
+    try:
+        models_dir.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".demo-build-", dir=models_dir))
+    except OSError as exc:
+        raise BundleError(f"cannot write the demo bundle in {models_dir}: {exc}") from exc
+    try:
+        built = (build_demo_bundle(staging, seed=seed, progress=progress) if transactions is None
+                 else build_demo_bundle(staging, seed=seed, n_transactions=transactions, progress=progress))
+        final = models_dir / built.manifest.version
+        if final.exists():
+            raise BundleError(f"bundle {built.manifest.version} already exists in {models_dir}")
+        try:
+            built.path.rename(final)
+            fsync_dir(models_dir)
+        except OSError as exc:
+            raise BundleError(f"cannot move the demo bundle into {models_dir}: {exc}") from exc
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return load_bundle(final)
 
 
 def _usable_promoted(models_dir: Path) -> ModelBundle | None:
@@ -175,15 +292,173 @@ def _training_lines(path: Path) -> list[str]:
 
 def _promote(args: argparse.Namespace) -> int:
     models_dir = args.data_dir / "models"
-    _load(models_dir, args.version)
-    bundle = promote(models_dir, args.version)
-    print(f"promoted {bundle.manifest.version}")
-    return int(ExitCode.SUCCESS)
+    actor, note = _actor_note(args)
+    bundle = _load(models_dir, args.version)  # before the database: a bad bundle is refused at once
+
+    async def work(db: Database) -> int:
+        recorded = await _promote_audited(db, models_dir, bundle, actor, note, PROMOTE)
+        if recorded is not None:
+            _say_promoted(recorded)
+        return int(ExitCode.SUCCESS)
+
+    return run_with_database("models", args, work, _DB_ERRORS)
+
+
+def _rollback(args: argparse.Namespace) -> int:
+    models_dir = args.data_dir / "models"
+    actor, note = _actor_note(args)
+
+    async def work(db: Database) -> int:
+        async with db.connection() as conn, promotion_lock(conn):
+            last = await promotion_history(conn, 1)
+            if not last:
+                raise NothingToRollBackError("no promotion is recorded in the database: nothing to roll back")
+            undone = last[0]
+            served = _served_version(models_dir)
+            if undone.previous_version is None:
+                raise NothingToRollBackError(f"the last recorded promotion ({undone.id}, of {undone.version}) "
+                                             "replaced no registered bundle: nothing to roll back to")
+            if served != undone.version:
+                raise NothingToRollBackError(
+                    f"the served bundle is {served or 'none'}, but the last recorded promotion ({undone.id}) is of "
+                    f"{undone.version}: the pointer was changed outside 'fraudguard models' (or a recorded promotion "
+                    "did not take effect); promote the version you want explicitly")
+            bundle = _load(models_dir, undone.previous_version)
+            recorded = await _record_and_flip(conn, models_dir, bundle, actor, note, ROLLBACK)
+        if recorded is not None:
+            _say_promoted(recorded, f"rolled back promotion {undone.id}: ")
+        return int(ExitCode.SUCCESS)
+
+    return run_with_database("models rollback", args, work, _DB_ERRORS)
+
+
+def _history(args: argparse.Namespace) -> int:
+    async def work(db: Database) -> int:
+        async with db.connection() as conn:
+            promotions = await promotion_history(conn, args.limit)
+        _print_history(promotions, args.json)
+        return int(ExitCode.SUCCESS)
+
+    if args.limit > MAX_HISTORY:
+        raise ValidationError("--limit", f"at most {MAX_HISTORY}, got {args.limit}")
+    return run_with_database("models history", args, work, _DB_ERRORS)
+
+
+def _print_history(promotions: list[Promotion], as_json: bool) -> None:
+    if as_json:
+        for p in promotions:
+            print(json.dumps(p.to_json(), ensure_ascii=False))
+        return
+    if not promotions:
+        print("no promotions recorded; 'fraudguard models promote VERSION' records one")
+        return
+    width = max(len("VERSION"), *(len(p.version) for p in promotions))
+    previous = max(len("PREVIOUS"), *(len(p.previous_version or "-") for p in promotions))
+    actor = max(len("ACTOR"), *(len(_printable(p.actor)) for p in promotions))
+    print(f"{'ID':>6}  {'PROMOTED (UTC)':<19}  {'VERSION':<{width}}  {'PREVIOUS':<{previous}}  "
+          f"{'ACTOR':<{actor}}  NOTE")
+    for p in promotions:
+        print(f"{p.id:>6}  {p.promoted_at:%Y-%m-%d %H:%M:%S}  {p.version:<{width}}  "
+              f"{p.previous_version or '-':<{previous}}  {_printable(p.actor):<{actor}}  "
+              f"{_printable(p.note)}")  # fmt: skip
+
+
+async def _promote_audited(db: Database, models_dir: Path, bundle: ModelBundle, actor: str, note: str,
+                           action: str) -> RecordedPromotion | None:
+    async with db.connection() as conn, promotion_lock(conn):
+        return await _record_and_flip(conn, models_dir, bundle, actor, note, action)
+
+
+async def _record_and_flip(conn: asyncpg.Connection, models_dir: Path, bundle: ModelBundle, actor: str, note: str,
+                           action: str) -> RecordedPromotion | None:
+    """Under the promotion lock: register ``bundle`` (and the served one), record the promotion and its audit entry
+    in one transaction, then flip the pointer. None when ``bundle`` is served already (nothing recorded)."""
+    version = bundle.manifest.version
+    previous, previous_bundle = _served(models_dir)
+    if previous == version:
+        print(f"{version} is the promoted bundle already; nothing to do")
+        return None
+    record = _record(bundle)
+    async with conn.transaction():
+        await register_bundle(conn, record)
+        if previous_bundle is not None:
+            try:
+                await register_bundle(conn, _record(previous_bundle))
+            except BundleConflictError as exc:  # its version is registered, which is all the promotion row needs
+                print(f"warning: the served bundle differs from its registered self: {exc}", file=sys.stderr)
+        recorded = await record_promotion(conn, version, None if previous_bundle is None else previous, actor, note,
+                                          action=action)
+    try:
+        promote(models_dir, version)
+    except BundleError as exc:
+        raise BundleError(
+            f"the promotion of {version} is recorded in the database (promotion {recorded.promotion.id}, audit entry "
+            f"{recorded.audit.id}), but the served bundle was NOT switched: {exc}. The record now stands for an "
+            f"intent that did not take effect; fix the cause and run 'fraudguard models promote {version}' again"
+        ) from exc
+    return recorded
+
+
+def _served(models_dir: Path) -> tuple[str | None, ModelBundle | None]:
+    """The promoted version and its bundle; the bundle is None (with a warning) when it does not load."""
+    version = _served_version(models_dir)
+    if version is None:
+        return None, None
+    try:
+        return version, load_bundle(models_dir / version)
+    except BundleError as exc:
+        print(f"warning: the served bundle {version} does not load ({exc}); the promotion records no previous "
+              "version", file=sys.stderr)
+        return version, None
+
+
+def _served_version(models_dir: Path) -> str | None:
+    try:
+        return promoted_version(models_dir)
+    except BundleError as exc:
+        print(f"warning: cannot tell which bundle is served: {exc}", file=sys.stderr)
+        return None
+
+
+def _record(bundle: ModelBundle) -> BundleRecord:
+    """What the registry keeps of ``bundle``: its manifest and the SHA-256 of its ONNX model."""
+    m = bundle.manifest
+    t = m.thresholds
+    digest = hashlib.sha256()
+    try:
+        with open(bundle.onnx_path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    except OSError as exc:
+        raise BundleError(f"cannot read {bundle.onnx_path}: {exc}") from exc
+    return BundleRecord(
+        version=m.version, created_at=m.created_at, model_sha256=digest.digest(),
+        feature_schema={"schema_version": m.schema_version, "feature_names": list(m.feature_names)},
+        thresholds={"challenge": t.challenge, "review": t.review, "block": t.block}, metrics=dict(m.metrics),
+        training_data_fingerprint=m.training_data_fingerprint or None,
+        origin="demo" if m.version.startswith("demo-") else "trained", location=str(bundle.path.resolve()),
+    )
+
+
+def _say_promoted(recorded: RecordedPromotion, prefix: str = "") -> None:
+    p = recorded.promotion
+    print(f"{prefix}promoted {p.version} (previous {p.previous_version or '-'}; promotion {p.id}, audit entry "
+          f"{recorded.audit.id} by {recorded.audit.actor})")
+
+
+def _actor_note(args: argparse.Namespace) -> tuple[str, str]:
+    return check_actor(args.actor if args.actor is not None else default_actor()), check_note(args.note)
+
+
+def _printable(text: str) -> str:
+    """``text`` with anything unprintable escaped (rows written by other tools are not checked here)."""
+    return text if text.isprintable() else repr(text)[1:-1]
 
 
 def _load(models_dir: Path, version: str) -> ModelBundle:
-    """The bundle ``version``; ``NotFoundError`` when there is no such bundle, ``BundleError`` when it is bad."""
-    return load_bundle(bundle_dir(models_dir, version))
+    """The bundle ``version``; ``ValidationError`` for a string that is no version id, ``NotFoundError`` when there
+    is no such bundle, ``BundleError`` when it is bad."""
+    return load_bundle(bundle_dir(models_dir, check_version(version)))
 
 
 def bundle_dir(models_dir: Path, version: str) -> Path:
