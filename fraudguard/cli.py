@@ -16,7 +16,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "generate": ("trainer.generate_cli", "write synthetic payments with labelled fraud scenarios"),
     "train": ("trainer.train_cli", "train a model bundle on a payments file"),
     "evaluate": ("trainer.evaluate_cli", "score a period with a bundle and write an evaluation report"),
-    "models": ("trainer.models_cli", "list, show, promote model bundles; make the demo bundle"),
+    "models": ("trainer.models_cli", "list, show, promote, roll back model bundles (audited); make the demo bundle"),
     "bench": ("benchmarks.loadgen", "load-generate against a scoring server and report latency"),
     "keys": ("fraudguard.keys_cli", "create, list, revoke API keys; rotate the personal-data keys"),
     "audit": ("fraudguard.audit_cli", "verify and list the hash-chained audit log"),

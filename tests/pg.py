@@ -106,6 +106,18 @@ async def dsn(pg_server: Server) -> AsyncIterator[str]:
 
 
 @pytest.fixture
+async def embedded_dsn(embedded_server: EmbeddedPostgres) -> AsyncIterator[str]:
+    """A fresh schema on the embedded server only, for tests that need a database but are not about one."""
+    schema = f"e{next(_numbers)}"
+    await _execute(embedded_server.admin_dsn, f'CREATE SCHEMA "{schema}"')
+    try:
+        separator = "&" if "?" in embedded_server.admin_dsn else "?"
+        yield f"{embedded_server.admin_dsn}{separator}search_path={schema}"
+    finally:
+        await _execute(embedded_server.admin_dsn, f'DROP SCHEMA "{schema}" CASCADE')
+
+
+@pytest.fixture
 async def conn(dsn: str) -> AsyncIterator[Any]:
     connection = await asyncpg.connect(dsn, timeout=10)
     try:

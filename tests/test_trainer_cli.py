@@ -68,8 +68,9 @@ def test_generate_is_deterministic_by_seed(generated: Path, tmp_path: Path) -> N
     assert not pq.read_table(other).equals(pq.read_table(generated))
 
 
-def test_train_and_evaluate_on_a_foreign_file(foreign_csv: Path, tmp_path: Path,
-                                              capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+def test_train_and_evaluate_on_a_foreign_file(foreign_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                              embedded_dsn: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FRAUDGUARD_DATABASE_URL", embedded_dsn)  # --promote records and audits the promotion
     data_dir = tmp_path / "data"
     code = main(["train", "--input", str(foreign_csv), "--map", FOREIGN_MAP, "--amount-unit", "minor",
                  "--data-dir", str(data_dir), "--test-from", TEST_FROM, "--gap", "1d", "--max-trials", "2",

@@ -21,10 +21,11 @@ DEMO_DAYS = 45
 
 def build_demo_bundle(
     models_dir: Path, seed: int = 7, n_transactions: int = DEMO_TRANSACTIONS, progress: bool = False,
-    report: bool = True,
+    report: bool = True, promote: bool = True,
 ) -> ModelBundle:
     """Generate, replay, train (default hyper-parameters, no search), export, check, calibrate; write the
-    bundle into ``models_dir`` and promote it.
+    bundle into ``models_dir`` and (unless ``promote`` is False) promote it — without an audit entry: the
+    ``fraudguard models demo`` command builds unpromoted and promotes through the audited path.
 
     ``BundleError`` if the ONNX export disagrees with the booster or the bundle cannot be written;
     ``ValidationError`` if there are too few payments to train on.
@@ -33,6 +34,6 @@ def build_demo_bundle(
     source = TrainingSource(payments, ALL_OPTIONAL_FIELDS | {"label"},
                             f"synthetic data ({n_transactions} payments over {DEMO_DAYS} days, seed {seed})")
     config = TrainConfig(params=TrainingParams(seed=seed), budget=SearchBudget(max_trials=1),
-                         version_prefix="demo", description="demo model", promote=True, progress=progress,
+                         version_prefix="demo", description="demo model", promote=promote, progress=progress,
                          report=report)  # fmt: skip
     return train_bundle(source, models_dir, config).bundle

@@ -27,9 +27,7 @@ import asyncio
 import hashlib
 import json
 import os
-import shutil
 import sys
-import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -58,7 +56,6 @@ from fraudguard.model_registry import (
 )
 from fraudguard.settings import ENV_PREFIX, Settings
 from scoring.model import ModelBundle, list_bundles, load_bundle, promote, promoted_version
-from scoring.model.bundle import fsync_dir
 
 _DATA_DIR_ENV = ENV_PREFIX + "DATA_DIR"
 DEMO_ACTOR = "system:demo"
@@ -193,29 +190,11 @@ async def _build_and_promote(db: Database, args: argparse.Namespace, models_dir:
 
 
 def _build_demo(models_dir: Path, seed: int, transactions: int | None, progress: bool) -> ModelBundle:
-    """Build the demo bundle in a hidden staging directory (where the builder also promotes it, harmlessly: no
-    server watches there), then move it into ``models_dir`` unpromoted, for the audited promotion."""
-    from trainer.demo import build_demo_bundle  # heavy imports (LightGBM, ONNX) only when building
+    """Build the demo bundle in ``models_dir``, unpromoted (the caller promotes it through the audited path)."""
+    from trainer.demo import DEMO_TRANSACTIONS, build_demo_bundle  # heavy imports (LightGBM, ONNX) only here
 
-    try:
-        models_dir.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=".demo-build-", dir=models_dir))
-    except OSError as exc:
-        raise BundleError(f"cannot write the demo bundle in {models_dir}: {exc}") from exc
-    try:
-        built = (build_demo_bundle(staging, seed=seed, progress=progress) if transactions is None
-                 else build_demo_bundle(staging, seed=seed, n_transactions=transactions, progress=progress))
-        final = models_dir / built.manifest.version
-        if final.exists():
-            raise BundleError(f"bundle {built.manifest.version} already exists in {models_dir}")
-        try:
-            built.path.rename(final)
-            fsync_dir(models_dir)
-        except OSError as exc:
-            raise BundleError(f"cannot move the demo bundle into {models_dir}: {exc}") from exc
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return load_bundle(final)
+    n = DEMO_TRANSACTIONS if transactions is None else transactions
+    return build_demo_bundle(models_dir, seed=seed, n_transactions=n, progress=progress, promote=False)
 
 
 def _usable_promoted(models_dir: Path) -> ModelBundle | None:

@@ -46,15 +46,19 @@ def main(argv: list[str]) -> int:
         return int(ExitCode.BAD_MODEL_BUNDLE)
     m = outcome.bundle.manifest
     excluded = ", ".join(sorted(outcome.selection.excluded)) or "none"
-    print(f"wrote {outcome.bundle.path}" + (" (promoted)" if config.promote else ""))
+    print(f"wrote {outcome.bundle.path}")
     print(f"  test AUC {m.metrics['auc']:.4f}, AP {m.metrics['average_precision']:.4f}, "
           f"review recall {m.metrics['review_recall']:.3f} at review rate {m.metrics['review_rate']:.4f}")  # fmt: skip
     print(f"  {len(outcome.search.trials)} candidate(s) tried ({outcome.search.stopped_by}); features left out: "
           f"{excluded}")  # fmt: skip
     if (outcome.bundle.path / "report" / "report.html").exists():
         print(f"  report: {outcome.bundle.path / 'report' / 'report.html'}")
-    if not config.promote:
-        print(f"  serve it with: fraudguard models promote {m.version} --data-dir {args.data_dir}")
+    if args.promote:  # recorded and audited in the database first, as 'fraudguard models promote' does
+        from trainer import models_cli
+
+        return models_cli.main(["promote", m.version, "--data-dir", str(args.data_dir),
+                                "--note", "promoted by 'fraudguard train --promote'"])
+    print(f"  serve it with: fraudguard models promote {m.version} --data-dir {args.data_dir}")
     return int(ExitCode.SUCCESS)
 
 
@@ -83,7 +87,7 @@ def _config(args: argparse.Namespace) -> TrainConfig:
         budget=SearchBudget(max_trials=args.max_trials, seconds=parse_duration(args.time_budget, "--time-budget")),
         targets=targets,
         label_delay_s=None if args.label_delay is None else parse_duration(args.label_delay, "--label-delay"),
-        version=args.version, description=args.description, promote=args.promote,
+        version=args.version, description=args.description, promote=False,  # --promote: the audited command
         progress=sys.stderr.isatty(), report=not args.no_report, anomaly=args.anomaly,
     )
 
@@ -136,7 +140,9 @@ def _parser() -> argparse.ArgumentParser:
     out = parser.add_argument_group("output")
     out.add_argument("--version", help="bundle version id (default model-<UTC time>-<data fingerprint>)")
     out.add_argument("--description", default="", help="a note stored in the manifest")
-    out.add_argument("--promote", action="store_true", help="promote the bundle: running servers switch to it")
+    out.add_argument("--promote", action="store_true",
+                     help="promote the bundle (recorded and audited in the database, as 'fraudguard models promote' "
+                     "does): running servers switch to it")
     out.add_argument("--no-report", action="store_true", help="skip the test period's evaluation report (plots)")
     model.add_argument("--anomaly", action="store_true",
                        help="also fit an Isolation Forest anomaly score (label-free; stored as anomaly.onnx with "
