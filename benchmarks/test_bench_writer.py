@@ -2,6 +2,11 @@
 synchronous commit on, as shipped) with 46-float feature vectors, records submitted as fast as the loop can;
 and the per-record Python cost of the two encodings (COPY row, journal payload).
 
+``test_writer_blocks_rows_per_second``: the scoring server's case, blocks of 256 rows (a stream message's
+decisions: protobuf parse, AES-GCM sealing of device id and IP, binary COPY), into the embedded server and, when
+``FRAUDGUARD_BENCH_DSN`` is set (e.g. ``postgresql://postgres@127.0.0.1:5432/test``), into a database
+``fg_bench_<random>`` made on that server and dropped after.
+
 Run: ``pytest benchmarks/test_bench_writer.py --benchmark-enable -o testpaths=benchmarks -s``.
 ``extra_info`` holds rows_per_s.
 """
@@ -9,6 +14,8 @@ Run: ``pytest benchmarks/test_bench_writer.py --benchmark-enable -o testpaths=be
 from __future__ import annotations
 
 import asyncio
+import os
+import secrets
 import shutil
 import tempfile
 import time
@@ -16,11 +23,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import numpy as np
 import pytest
 
+from benchmarks.recording_blocks import KEY_ID, make_blocks, sealer
 from fraudguard.db import Database, EmbeddedPostgres
+from fraudguard.db.dsn import with_database
 from scoring.record import DecisionRecord, DecisionWriter, Journal
+from scoring.record.block import DecisionBlock
 from scoring.record.rows import encode, to_row
 
 ROWS = 60_000
@@ -89,3 +100,67 @@ def test_encoding_cost_per_record(benchmark: Any, encoding: str) -> None:
     benchmark(run)
     if benchmark.stats is not None:
         benchmark.extra_info["us_per_record"] = float(benchmark.stats.stats.median) / len(records) * 1e6
+
+
+BLOCKS = 160  # x 256 rows per round
+
+
+@pytest.fixture(scope="module", params=["embedded", "external"])
+def server_dsn(request: pytest.FixtureRequest, pg_dir: Path) -> Iterator[str | None]:
+    """None: the embedded server in pg_dir; else a fresh database on FRAUDGUARD_BENCH_DSN's server."""
+    if request.param == "embedded":
+        yield None
+        return
+    admin = os.environ.get("FRAUDGUARD_BENCH_DSN")
+    if not admin:
+        pytest.skip("set FRAUDGUARD_BENCH_DSN to measure the writer on that PostgreSQL too")
+    name = f"fg_bench_{secrets.token_hex(4)}"
+    asyncio.run(_admin(admin, f"CREATE DATABASE {name}"))
+    try:
+        yield with_database(admin, name)
+    finally:
+        asyncio.run(_admin(admin, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+
+
+async def _admin(dsn: str, statement: str) -> None:
+    conn = await asyncpg.connect(dsn, timeout=10)
+    try:
+        await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+async def _sustain_blocks(dsn: str | None, pg_dir: Path, journal_dir: Path, batch_rows: int,
+                          blocks: list[DecisionBlock]) -> float:
+    rows = sum(len(b) for b in blocks)
+    async with await Database.open(dsn, pg_dir) as db:
+        with Journal(journal_dir) as journal:
+            writer = DecisionWriter(db, journal, batch_rows=batch_rows, queue_rows=rows, seal=sealer(), key_id=KEY_ID)
+            started = time.perf_counter()
+            async with writer:
+                for block in blocks:  # one stream message after another, as fast as the loop goes
+                    await writer.submit_wait(block)
+                    await asyncio.sleep(0)
+            elapsed = time.perf_counter() - started
+            assert writer.stats.written == rows and writer.stats.duplicates == 0 and writer.stats.journaled == 0
+    return rows / elapsed
+
+
+@pytest.mark.parametrize("batch_rows", [512, 2048, 8192])
+def test_writer_blocks_rows_per_second(benchmark: Any, server_dsn: str | None, pg_dir: Path, tmp_path: Path,
+                                       batch_rows: int) -> None:
+    rounds = iter(range(100))
+
+    def run() -> float:
+        blocks = make_blocks(BLOCKS, f"blk{batch_rows}-{secrets.token_hex(3)}-{next(rounds)}")
+        return asyncio.run(_sustain_blocks(server_dsn, pg_dir, tmp_path / f"journal-{time.monotonic_ns()}",
+                                           batch_rows, blocks))
+
+    rates = [benchmark.pedantic(run, rounds=1, iterations=1)]
+    rates += [run() for _ in range(2)]
+    rate = float(np.median(rates))
+    benchmark.extra_info["rows_per_s"] = rate
+    benchmark.extra_info["rows_per_s_rounds"] = rates
+    where = "embedded" if server_dsn is None else "external"
+    print(f"\nwriter, 256-row blocks, {where}, batch_rows={batch_rows}: median {rate:,.0f} rows/s "
+          f"({', '.join(f'{r:,.0f}' for r in rates)})")

@@ -261,3 +261,58 @@ async def test_no_pan_reaches_the_database_the_journals_or_the_logs(served_data:
     sample = f"card {PANS[0]}, pan={PANS[2]}; not 0.{PANS[1]} nor \\xff{PANS[3]}ab"
     assert _pans_in(sample.encode()) == [PANS[0], PANS[2]]
     assert np.all([luhn_valid(p) for p in PANS])
+
+
+@pytest.mark.parametrize("policy", ["reject", "backpressure"])
+async def test_with_the_database_down_and_the_journal_full_the_policy_decides(data_dir: Path, crash_dir: Path,
+                                                                              policy: str) -> None:
+    """PostgreSQL dead, the outage journal full: 'reject' answers UNAVAILABLE before scoring, 'backpressure' holds
+    the call; either way nothing answered is lost, and once the database is back every answered decision is
+    stored exactly once."""
+    prefix = f"full-{policy}-{time.monotonic_ns()}-"
+    postgres = await asyncio.to_thread(EmbeddedPostgres.start, crash_dir)
+    settings = server_settings(data_dir, record=True, database_url=postgres.dsn, record_interval_s=0.002,
+                               record_batch_rows=64, record_queue_rows=256, journal_max_bytes=2 << 20,
+                               record_full_policy=policy)
+    running = await start_server(settings)
+    assert running.recorder is not None
+    writer = running.recorder.writer
+    answered: list[str] = []
+    refused = held = 0
+    try:
+        await asyncio.to_thread(pg.crash_postgres, crash_dir)
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+            stub = scoring_pb2_grpc.ScoringServiceStub(channel)  # type: ignore[no-untyped-call]
+            batch = 32
+            for i in range(400):
+                request = scoring_pb2.ScoreBatchRequest(transactions=[_tx(prefix, i * batch + j)
+                                                                      for j in range(batch)])
+                try:
+                    reply = await stub.ScoreBatch(request, timeout=0.5)
+                except grpc.aio.AioRpcError as exc:
+                    if exc.code() == grpc.StatusCode.UNAVAILABLE:
+                        refused += 1
+                    elif exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+                        held += 1  # waited for room that never came (the client gave up)
+                    else:
+                        raise
+                    if refused + held >= 3:
+                        break
+                    continue
+                answered += [r.transaction_id for r in reply.results if r.HasField("decision")]
+            assert (refused if policy == "reject" else held) >= 3, (refused, held, writer.stats)
+            postgres = await asyncio.to_thread(EmbeddedPostgres.start, crash_dir)
+
+            async def settled() -> bool:
+                stats = writer.stats
+                return stats.mode is Mode.DIRECT and stats.journal_backlog == 0 and stats.queue_depth == 0
+
+            await _until(settled, 120, "the journal's replay")
+            after = await stub.ScoreBatch(scoring_pb2.ScoreBatchRequest(transactions=[_tx(prefix, 10**6)]))
+            answered += [r.transaction_id for r in after.results]
+        await running.stop(grace=2.0)
+        ids = await _stored_ids(postgres.dsn, prefix)()
+    finally:
+        await asyncio.to_thread(postgres.stop)
+    assert writer.stats.rejected > 0 if policy == "reject" else True
+    assert sorted(ids) == sorted(answered)  # a refused or timed-out call was turned away before scoring

@@ -20,7 +20,10 @@ their own error and are not recorded).
 from __future__ import annotations
 
 import enum
+import functools
+import itertools
 import json
+import re
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,6 +38,18 @@ from fraudguard.proto.fraud.v1 import scoring_pb2, transaction_pb2
 from fraudguard.security.pan import PanTokenizer
 from scoring.decision import ACTION_NAMES
 from scoring.features.schema import FEATURES
+from scoring.record.rows import (
+    COPY_COLUMNS,
+    COPY_NULL,
+    FLOAT4_OID,
+    JSONB_VERSION,
+    PG_EPOCH_DAY,
+    PG_EPOCH_US,
+    CopyEncodingError,
+    CopyRows,
+    copy_text,
+    tuple_copy_rows,
+)
 
 BLOCK_VERSION = 2
 _HEADER = struct.Struct("<BBHIIqd")
@@ -210,3 +225,166 @@ def block_rows(block: DecisionBlock, seal: Seal | None, key_id: str | None) -> l
             "{}", "[]", scores[i], ACTION_NAMES[actions[i]], reasons, server_time_us, decided_at,
         ))  # fmt: skip
     return rows
+
+
+# -- the same rows in PostgreSQL's binary COPY format ---------------------------------------------------------------
+# Per block, the numbers are laid out with NumPy in one record per row (field count, fixed-width columns, the
+# block's constants, the features array); per row, Python only reads the protobuf fields, seals, and prefixes
+# each text with its length. The reasons of the whole block are one %-format call.
+
+_I4 = struct.Struct(">i").pack
+_I4_I4 = struct.Struct(">ii").pack
+_LOCATION = struct.Struct(">idid").pack
+_NULL2 = COPY_NULL * 2
+_US_PER_DAY = 86_400_000_000
+_SMALL_BLOCK = 8
+_MAX_SECONDS = 9_000_000_000_000  # far beyond PostgreSQL's timestamps; keeps the microseconds inside int64
+if not all(re.fullmatch(r"[A-Za-z0-9_]+", name) for name in _FEATURE_NAMES):
+    raise RuntimeError("feature names must need no JSON escaping (the reasons are formatted, not json.dumps'd)")
+_NAMES = np.array(_FEATURE_NAMES, dtype=object)
+_REASON = '{"feature": "%s", "value": %s, "contribution": %s}'  # json.dumps's separators: the same text
+_ROW_SEPARATOR = "\x00"  # never inside the reasons' JSON (names are checked above; numbers are ASCII digits)
+_CHANNEL_FIELDS = {number: copy_text(name) for number, name in _CHANNELS.items()}
+_ENTRY_MODE_FIELDS = {number: copy_text(name) for number, name in _ENTRY_MODES.items()}
+_ACTION_FIELDS = {number: copy_text(name) for number, name in ACTION_NAMES.items()}
+_FIXED_NUMBERS = [
+    ("fields", ">i2"), ("event_time_length", ">i4"), ("event_time", ">i8"), ("event_day_length", ">i4"),
+    ("event_day", ">i4"), ("amount_length", ">i4"), ("amount", ">i8"), ("score_length", ">i4"), ("score", ">f8"),
+    ("server_time_length", ">i4"), ("server_time", ">f8"), ("decided_at_length", ">i4"), ("decided_at", ">i8"),
+]
+_VARIABLE_FROM = COPY_COLUMNS.index("transaction_id")  # the columns before it are in the fixed record
+assert COPY_COLUMNS[:_VARIABLE_FROM] == (
+    "event_time", "event_day", "amount_minor", "score", "server_time_us", "decided_at", "anomaly_score", "email_enc",
+    "rule_versions", "rule_hits", "model_version", "features")
+
+
+@functools.lru_cache(maxsize=16)
+def _fixed_dtype(constants: int, n_features: int) -> np.dtype[Any]:
+    element = np.dtype([("length", ">i4"), ("value", ">f4")])
+    return np.dtype([*_FIXED_NUMBERS, ("constants", f"V{constants}"), ("features", element, (n_features,))])
+
+
+def _text(value: str) -> bytes:
+    data = value.encode()
+    return _I4(len(data)) + data
+
+
+def _optional_text(value: str) -> bytes:
+    """``value or None``: an empty string is NULL."""
+    if not value:
+        return COPY_NULL
+    data = value.encode()
+    return _I4(len(data)) + data
+
+
+def _bytes(value: bytes) -> bytes:
+    return _I4(len(value)) + value
+
+
+@functools.lru_cache(maxsize=16_384)
+def _mcc(value: int) -> bytes:
+    if not value:
+        return COPY_NULL
+    try:
+        return _I4_I4(4, value)
+    except struct.error as exc:
+        raise CopyEncodingError(f"mcc {value} does not fit an integer column") from exc
+
+
+def _location(tx: transaction_pb2.Transaction) -> bytes:
+    if not tx.HasField("location"):
+        return _NULL2
+    location = tx.location
+    return _LOCATION(8, location.latitude, 8, location.longitude)
+
+
+def _fixed(block: DecisionBlock, transactions: list[transaction_pb2.Transaction]) -> tuple[bytes, Any]:
+    """The fixed-width head of every row, as one buffer, and the rows' event days (days since 1970-01-01)."""
+    n, n_features = block.features.shape
+    stamps = [tx.event_time for tx in transactions]
+    seconds = np.fromiter((t.seconds for t in stamps), np.int64, n)
+    if n and int(np.abs(seconds).max()) > _MAX_SECONDS:
+        raise CopyEncodingError("an event time is out of PostgreSQL's range")
+    time_us = seconds * 1_000_000 + np.fromiter((t.nanos for t in stamps), np.int64, n) // 1000
+    days = time_us // _US_PER_DAY
+    version = block.model_version.encode()
+    constants = b"".join((
+        COPY_NULL, COPY_NULL,  # anomaly_score, email_enc
+        _I4(3), JSONB_VERSION, b"{}", _I4(3), JSONB_VERSION, b"[]",  # rule_versions, rule_hits
+        _I4(len(version)), version,
+        struct.pack(">iiiiii", 20 + 8 * n_features, 1, 0, FLOAT4_OID, n_features, 1),  # features: one dimension
+    ))  # fmt: skip
+    fixed = np.empty(n, _fixed_dtype(len(constants), n_features))
+    fixed["fields"] = len(COPY_COLUMNS)
+    for name, size in (("event_time", 8), ("event_day", 4), ("amount", 8), ("score", 8), ("server_time", 8),
+                       ("decided_at", 8)):
+        fixed[name + "_length"] = size
+    fixed["event_time"] = time_us - PG_EPOCH_US
+    fixed["event_day"] = days - PG_EPOCH_DAY
+    fixed["amount"] = np.fromiter((tx.amount_minor for tx in transactions), np.int64, n)
+    fixed["score"] = block.scores
+    fixed["server_time"] = block.server_time_us
+    fixed["decided_at"] = block.decided_at_us - PG_EPOCH_US
+    fixed["constants"] = np.frombuffer(constants, f"V{len(constants)}")[0]
+    fixed["features"]["length"] = 4
+    fixed["features"]["value"] = block.features
+    return fixed.tobytes(), days
+
+
+def _reasons(block: DecisionBlock) -> list[bytes]:
+    """Each row's ``reasons`` jsonb field: the text :func:`block_rows` makes with ``json.dumps``, formatted for
+    the whole block at once."""
+    n, k = block.reason_index.shape
+    if n == 0:
+        return []
+    index = block.reason_index.astype(np.intp)
+    values = np.take_along_axis(block.features, index, axis=1).astype(np.float64).ravel()
+    shown: list[Any] = values.tolist()
+    for j in np.flatnonzero(~np.isfinite(values)).tolist():  # JSON has no NaN: a missing value is null
+        shown[j] = "null" if values[j] != values[j] else ("Infinity" if values[j] > 0 else "-Infinity")
+    args = np.empty((n, k, 3), dtype=object)
+    args[:, :, 0] = _NAMES[index]
+    args[:, :, 1] = np.array(shown, dtype=object).reshape(n, k)
+    args[:, :, 2] = np.array([round(c, 6) for c in block.reason_contribution.astype(np.float64).ravel().tolist()],
+                             dtype=object).reshape(n, k)
+    row = "[" + ", ".join([_REASON] * k) + "]"
+    text = (_ROW_SEPARATOR.join([row] * n) % tuple(args.ravel().tolist())).encode()
+    return [_I4(len(r) + 1) + JSONB_VERSION + r for r in text.split(_ROW_SEPARATOR.encode())]
+
+
+def block_copy_rows(block: DecisionBlock, seal: Seal | None, key_id: str | None) -> CopyRows:
+    """The rows of :func:`block_rows`, value for value, in PostgreSQL's binary COPY format (:data:`COPY_COLUMNS`
+    order)."""
+    if len(block) < _SMALL_BLOCK:  # a unary call's block: row by row costs less than NumPy's per-call overhead
+        try:
+            return tuple_copy_rows(block_rows(block, seal, key_id))
+        except (struct.error, OverflowError) as exc:
+            raise CopyEncodingError(f"decision block: {exc}") from exc
+    every = _transactions(_MESSAGE_TYPES[block.kind].FromString(block.request), block.kind)
+    transactions = [every[p] for p in block.positions.tolist()]
+    n = len(transactions)
+    fixed, days = _fixed(block, transactions)
+    width = len(fixed) // n if n else 0
+    heads = [fixed[i:i + width] for i in range(0, len(fixed), width)] if n else []
+    ids = [tx.transaction_id for tx in transactions]
+    cards = [tx.card for tx in transactions]
+    if seal is None:
+        devices = addresses = key_ids = [COPY_NULL] * n
+    else:
+        key_field, devices, addresses, key_ids = copy_text(key_id), [], [], []
+        for tx, tx_id in zip(transactions, ids, strict=True):
+            device, address = tx.device_id, tx.ip_address
+            devices.append(_bytes(seal("device_id", tx_id, device)) if device else COPY_NULL)
+            addresses.append(_bytes(seal("ip_address", tx_id, address)) if address else COPY_NULL)
+            key_ids.append(key_field if device or address else COPY_NULL)
+    columns = (
+        heads, list(map(_text, ids)), [_text(c.token) for c in cards], [_optional_text(c.bin) for c in cards],
+        [_optional_text(c.last4) for c in cards], [_optional_text(tx.customer_id) for tx in transactions],
+        [_optional_text(tx.merchant_id) for tx in transactions], [_mcc(tx.mcc) for tx in transactions],
+        [_optional_text(tx.merchant_country) for tx in transactions],
+        [_CHANNEL_FIELDS[tx.channel] for tx in transactions],
+        [_ENTRY_MODE_FIELDS[tx.entry_mode] for tx in transactions],
+        [_text(tx.currency) for tx in transactions], list(map(_location, transactions)), devices, addresses, key_ids,
+        [_ACTION_FIELDS[a] for a in block.actions.tolist()], _reasons(block),
+    )  # fmt: skip
+    return CopyRows(list(itertools.chain.from_iterable(zip(*columns, strict=True))), len(columns), days)

@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from scoring.record.block import BLOCK_VERSION, DecisionBlock, Seal, block_rows
-from scoring.record.rows import FORMAT_VERSION, DecisionRecord, decode, encode, to_row
+from scoring.record.block import BLOCK_VERSION, DecisionBlock, Seal, block_copy_rows, block_rows
+from scoring.record.rows import FORMAT_VERSION, CopyRows, DecisionRecord, decode, encode, record_copy_rows, to_row
 
 Item = DecisionRecord | DecisionBlock
 Row = tuple[Any, ...]
@@ -42,3 +42,15 @@ def rows_of(items: Sequence[Item], seal: Seal | None, key_id: str | None) -> lis
     for item in items:
         rows.extend(item_rows(item, seal, key_id))
     return rows
+
+
+def item_copy_rows(item: Item, seal: Seal | None, key_id: str | None) -> CopyRows:
+    """The rows of :func:`item_rows`, value for value, in PostgreSQL's binary COPY format
+    (:data:`scoring.record.rows.COPY_COLUMNS` order)."""
+    if isinstance(item, DecisionRecord):
+        return record_copy_rows(item)
+    return block_copy_rows(item, seal, key_id)
+
+
+def copy_rows_of(items: Sequence[Item], seal: Seal | None, key_id: str | None) -> list[CopyRows]:
+    return [item_copy_rows(item, seal, key_id) for item in items]

@@ -37,8 +37,8 @@ from fraudguard.security.pan import PanTokenizer
 from scoring.record.block import DecisionBlock, MessageKind, scrub_pans
 from scoring.record.errors import JournalError, JournalFull
 from scoring.record.items import Item, decode_item
-from scoring.record.journal import Journal
-from scoring.record.writer import DecisionWriter, RecorderError, RecorderFull
+from scoring.record.journal import MIN_SEGMENT_BYTES, Journal
+from scoring.record.writer import DecisionWriter, FullPolicy, RecorderError, RecorderFull
 from scoring.scorer import ScoredBatch
 from scoring.wire.decode import DecodedRequest
 
@@ -77,7 +77,7 @@ class Recorder:
     def open_journals(directory: Path, max_bytes: int) -> tuple[Journal, Journal]:
         """(write-ahead, outage) journals in ``directory``, each allowed half of ``max_bytes``."""
         half = max_bytes // 2
-        segment = max(1 << 20, min(64 << 20, half // 8))
+        segment = max(MIN_SEGMENT_BYTES, min(64 << 20, half // 8))  # space comes back a segment at a time
         ahead = Journal(directory / AHEAD_DIR, segment_bytes=segment, max_bytes=half, syncer=NoSync())
         try:
             outage = Journal(directory / OUTAGE_DIR, segment_bytes=segment, max_bytes=half)
@@ -89,15 +89,21 @@ class Recorder:
     # -- the hot path ---------------------------------------------------------------------------------------
 
     def has_room(self) -> bool:
-        return self.writer.has_room()
+        """Whether a message may be scored now: the writer's queue has room, and the write-ahead journal has
+        more than an eighth of its space free (so that recording the message's decisions cannot fail)."""
+        ahead = self._ahead
+        return self.writer.has_room() and ahead.used_bytes + ahead.max_bytes // 8 <= ahead.max_bytes
 
     async def admit(self) -> None:
         """Call before scoring a message when :meth:`has_room` is False: waits (back-pressure) or raises
         :class:`RecorderFull` (reject, or closing)."""
-        await self.writer.wait_for_room()
-        if not self.writer.has_room():
-            raise RecorderFull("the decision recorder is full (the database and the journal are not keeping up); "
-                               "retry")
+        while True:
+            await self.writer.wait_for_room()
+            if self.has_room():
+                return
+            if self.writer.full_policy is FullPolicy.REJECT or not self.writer.has_room():
+                self.writer.refuse(1)  # raises
+            await asyncio.sleep(self._ack_interval)  # the write-ahead journal frees space as blocks are stored
 
     def record(self, decoded: DecodedRequest, scored: ScoredBatch, request: bytes, kind: MessageKind) -> None:
         """Make the message's decisions safe from a crash and queue them for the database. Raises

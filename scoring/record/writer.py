@@ -48,7 +48,7 @@ import enum
 import itertools
 import logging
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -61,9 +61,9 @@ from fraudguard.db.partitions import ensure_partitions
 from fraudguard.errors import FraudguardError, UnavailableError
 from scoring.record.block import Seal
 from scoring.record.errors import JournalError, JournalFull
-from scoring.record.items import Item, Row, decode_item, encode_item, item_rows, row_count, rows_of
+from scoring.record.items import Item, copy_rows_of, decode_item, encode_item, item_copy_rows, row_count
 from scoring.record.journal import Journal, Record
-from scoring.record.rows import COLUMNS
+from scoring.record.rows import COLUMNS, COPY_COLUMNS, COPY_HEADER, COPY_TRAILER, CopyEncodingError, CopyRows
 
 log = logging.getLogger("fraudguard.scoring.writer")
 
@@ -75,7 +75,6 @@ _PREPARE_STAGING = (
 )
 _MOVE = (f"INSERT INTO decisions ({_COLUMN_LIST}) SELECT {_COLUMN_LIST} FROM {STAGING_TABLE} "
          "ON CONFLICT (transaction_id, event_day) DO NOTHING")
-_EVENT_DAY = COLUMNS.index("event_day")
 _REFUSED_CLASSES = ("22", "23")  # data exception, integrity violation: the row itself is wrong
 
 
@@ -174,6 +173,7 @@ class DecisionWriter:
         self._stalled = False  # the last attempt to store the batch in hand made no progress
         self._task: asyncio.Task[None] | None = None
         self._closing = False
+        self._expect_duplicates = False  # the last write met rows stored already: COPY via the staging table
         self._counts = dict.fromkeys(("submitted", "written", "duplicates", "journaled", "replayed", "rejected",
                                       "refused"), 0)
 
@@ -185,7 +185,7 @@ class DecisionWriter:
         work whose result this is, and must not lose it now)."""
         rows = row_count(item)
         if (self._queued_rows + rows > self._queue_rows and not force) or self._closing:
-            self._refuse(rows)
+            self.refuse(rows)
         self._queue.append(item)
         self._queued_rows += rows
         self._counts["submitted"] += rows
@@ -196,7 +196,7 @@ class DecisionWriter:
         """Queue all of ``items`` or none (RecorderFull when they do not all fit; ``force`` as for submit)."""
         rows = sum(row_count(item) for item in items)
         if (self._queued_rows + rows > self._queue_rows and not force) or self._closing:
-            self._refuse(rows)
+            self.refuse(rows)
         self._queue.extend(items)
         self._queued_rows += rows
         self._counts["submitted"] += rows
@@ -226,7 +226,8 @@ class DecisionWriter:
             self._room.clear()
             await self._room.wait()
 
-    def _refuse(self, rows: int) -> None:
+    def refuse(self, rows: int) -> None:
+        """Count ``rows`` refused and raise :class:`RecorderFull` (or :class:`RecorderClosed` when closing)."""
         if self._closing:
             raise RecorderClosed("the decision writer is closing")
         self._counts["rejected"] += rows
@@ -434,28 +435,28 @@ class DecisionWriter:
 
     async def _write(self, items: Sequence[Item], counter: str) -> bool:
         """Store ``items`` idempotently; False when the database is unavailable (nothing is known stored)."""
+        payload = _Payload(items, self._seal, self._key_id)  # encoded off the loop, chunk by chunk
         try:
-            rows = await asyncio.to_thread(rows_of, items, self._seal, self._key_id)  # Python per row: off the loop
-            inserted = await self._copy_making_partitions(rows)
+            inserted = await self._copy_making_partitions(payload)
         except Exception as exc:
             if not _refused(exc):
                 _log_unavailable(exc)
                 return False
             return await self._write_one_by_one(items, counter)
-        self._count(counter, len(rows), inserted)
+        self._count(counter, payload.row_count, inserted)
         return True
 
     async def _write_one_by_one(self, items: Sequence[Item], counter: str) -> bool:
         """A batch that held a bad row: each row alone, the bad ones set aside."""
         for item in items:
             try:
-                rows = item_rows(item, self._seal, self._key_id)
-            except Exception as exc:  # the item itself cannot be laid out (a damaged block)
+                rows = item_copy_rows(item, self._seal, self._key_id)
+            except Exception as exc:  # the item itself cannot be laid out (a damaged block, a number out of range)
                 await asyncio.to_thread(self._set_aside, item, None, exc)
                 continue
-            for index, row in enumerate(rows):
+            for index in range(len(rows)):
                 try:
-                    inserted = await self._copy_making_partitions([row])
+                    inserted = await self._copy_making_partitions(_Payload.of(rows.row(index)))
                 except Exception as exc:
                     if not _refused(exc):
                         _log_unavailable(exc)
@@ -469,20 +470,39 @@ class DecisionWriter:
         self._counts[counter] += rows
         self._counts["duplicates"] += rows - inserted
 
-    async def _copy_making_partitions(self, rows: list[Row]) -> int:
+    async def _copy_making_partitions(self, payload: _Payload) -> int:
         try:
-            return await self._copy(rows)
+            return await self._copy(payload)
         except PartitionMissingError:
-            await self._make_partitions({row[_EVENT_DAY] for row in rows})
-            return await self._copy(rows)
+            await payload.complete()
+            await self._make_partitions(payload.event_days())
+            return await self._copy(payload)
 
-    async def _copy(self, rows: list[Row]) -> int:
-        """COPY into the session's staging table, move into decisions; returns the rows inserted."""
-        async with asyncio.timeout(self._write_timeout), self._db.connection() as conn, conn.transaction():
-            await conn.execute(_PREPARE_STAGING)
-            await conn.copy_records_to_table(STAGING_TABLE, records=rows, columns=COLUMNS)
-            status = await conn.execute(_MOVE)
-        return int(str(status).rsplit(" ", 1)[-1])
+    async def _copy(self, payload: _Payload) -> int:
+        """Store the rows; returns how many were new.
+
+        Straight ``COPY`` into ``decisions`` (binary, streamed while the next chunk is encoded): one statement, so
+        all or nothing. When it meets a row the table has already (SQLSTATE 23505: a retry, a replay, a resend),
+        nothing of it stayed, and the rows go the idempotent way instead: ``COPY`` into the session's staging
+        table, then ``INSERT ... ON CONFLICT DO NOTHING``, in one transaction. After a duplicate, batches take the
+        idempotent way until one of them holds no duplicate (a replay's duplicates come in runs)."""
+        async with asyncio.timeout(self._write_timeout), self._db.connection() as conn:
+            if not self._expect_duplicates:
+                try:
+                    status = await conn.copy_to_table("decisions", source=payload, columns=COPY_COLUMNS,
+                                                      format="binary")
+                except asyncpg.UniqueViolationError:
+                    self._expect_duplicates = True
+                else:
+                    return int(str(status).rsplit(" ", 1)[-1])
+            await payload.complete()
+            async with conn.transaction():
+                await conn.execute(_PREPARE_STAGING)
+                await conn.copy_to_table(STAGING_TABLE, source=payload, columns=COPY_COLUMNS, format="binary")
+                status = await conn.execute(_MOVE)
+        inserted = int(str(status).rsplit(" ", 1)[-1])
+        self._expect_duplicates = inserted < payload.row_count
+        return inserted
 
     async def _make_partitions(self, days: Iterable[date]) -> None:
         """The partition of each day (only that day: this never drops a partition, whatever the retention)."""
@@ -509,6 +529,80 @@ class DecisionWriter:
             out.write(line)
 
 
+class _Payload:
+    """A batch's rows as one binary COPY stream, an asynchronous iterable of chunks for asyncpg's
+    ``copy_to_table``: each chunk (``_CHUNK_ROWS`` rows or more) is encoded in a thread when the COPY asks for it,
+    so PostgreSQL ingests one chunk while the next is built. Chunks are kept: a second COPY (the staging way, or
+    after making partitions) sends the same bytes, sealed once."""
+
+    def __init__(self, items: Sequence[Item], seal: Seal | None, key_id: str | None) -> None:
+        self._groups = list(_groups(items, _CHUNK_ROWS))
+        self._seal, self._key_id = seal, key_id
+        self._chunks: list[bytes] = []
+        self._rows: list[CopyRows] = []
+        self.row_count = sum(map(row_count, items))
+
+    @classmethod
+    def of(cls, rows: CopyRows) -> _Payload:
+        """A payload of rows encoded already."""
+        payload = cls((), None, None)
+        payload._rows, payload._chunks, payload.row_count = [rows], [_chunk([rows], True, True)], len(rows)
+        return payload
+
+    async def _chunk_at(self, index: int) -> bytes:
+        if index == len(self._chunks):
+            group = self._groups[index]
+            last = index == len(self._groups) - 1
+            rows, chunk = await asyncio.to_thread(_encode_chunk, group, self._seal, self._key_id, index == 0, last)
+            self._rows.extend(rows)
+            self._chunks.append(chunk)
+        return self._chunks[index]
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for index in range(max(len(self._groups), len(self._chunks))):
+            yield await self._chunk_at(index)
+
+    async def complete(self) -> None:
+        """Encode what is not encoded yet."""
+        for index in range(len(self._chunks), len(self._groups)):
+            await self._chunk_at(index)
+
+    def event_days(self) -> set[date]:
+        """The event days of the rows (after :meth:`complete`)."""
+        return set().union(*(rows.event_days() for rows in self._rows))
+
+
+_CHUNK_ROWS = 512
+
+
+def _groups(items: Sequence[Item], rows: int) -> Iterator[list[Item]]:
+    group: list[Item] = []
+    size = 0
+    for item in items:
+        group.append(item)
+        size += row_count(item)
+        if size >= rows:
+            yield group
+            group, size = [], 0
+    if group or not items:
+        yield group
+
+
+def _encode_chunk(items: Sequence[Item], seal: Seal | None, key_id: str | None, first: bool,
+                  last: bool) -> tuple[list[CopyRows], bytes]:
+    rows = copy_rows_of(items, seal, key_id)
+    return rows, _chunk(rows, first, last)
+
+
+def _chunk(rows: Sequence[CopyRows], first: bool, last: bool) -> bytes:
+    pieces = [COPY_HEADER] if first else []
+    for r in rows:
+        pieces.extend(r.pieces)
+    if last:
+        pieces.append(COPY_TRAILER)
+    return b"".join(pieces)
+
+
 def _encode_all(items: Sequence[Item]) -> list[bytes]:
     return [encode_item(item) for item in items]
 
@@ -520,7 +614,7 @@ def _next_chunk(records: Iterator[Record], n: int) -> list[Record]:
 def _refused(exc: BaseException) -> bool:
     """Whether the database refused the rows themselves (retrying cannot help), not the connection."""
     if isinstance(exc, DatabaseUnreachableError) or not isinstance(exc, DatabaseError):
-        return isinstance(exc, asyncpg.DataError)  # asyncpg refused to encode a value (a wrong type)
+        return isinstance(exc, asyncpg.DataError | CopyEncodingError)  # a value that cannot be encoded
     return (exc.sqlstate or "").startswith(_REFUSED_CLASSES)
 
 

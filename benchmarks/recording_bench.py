@@ -1,0 +1,211 @@
+"""What recording costs the scoring server: the same server, driven by the same load generator, with
+``FRAUDGUARD_RECORD=false`` and then ``true``.
+
+Per server: closed-loop ``ScoreStream`` and ``ScoreBatch`` with 256 transactions per message (capacity; with
+recording on and the back-pressure policy, what the writer sustains bounds it), and open-loop unary ``Score`` at a
+fixed rate (p50/p99 latency from the intended send time). While recording, the rows in ``decisions`` are counted
+every half second: the rows/s stored during each run, and how long the writer needs after it to store what was
+accepted (the queue is bounded: a writer slower than the scorer shows as back-pressure, a lower tx/s, not as an
+ever-growing queue). Ratios on/off are computed within the one run; machines are noisy, so compare ratios.
+
+Run: ``make bench-recording`` or ``python -m benchmarks.recording_bench [--dsn postgresql://...] [--embedded]
+[--duration 10] [--rate 1500] [--output results/recording.json]``. With a DSN (the default is the machine's
+PostgreSQL), it makes its own database ``fg_bench_<random>`` there and drops it at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from fraudguard.db.dsn import with_database
+from tests._server_process import ServerProcess
+
+DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+class _RowCounter:
+    """Counts ``decisions`` rows every ``interval_s`` in a thread: [(monotonic time, rows)]."""
+
+    def __init__(self, dsn: str, interval_s: float = 0.5) -> None:
+        self._dsn, self._interval = dsn, interval_s
+        self.samples: list[tuple[float, int]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
+
+    async def _run(self) -> None:
+        conn = await asyncpg.connect(self._dsn, timeout=10)
+        try:
+            while not self._stop.is_set():
+                rows = await conn.fetchval("SELECT count(*) FROM decisions")
+                self.samples.append((time.monotonic(), int(rows)))
+                await asyncio.sleep(self._interval)
+        finally:
+            await conn.close()
+
+    def __enter__(self) -> _RowCounter:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(30)
+
+    def rows_at(self, when: float) -> int:
+        before = [rows for t, rows in self.samples if t <= when]
+        return before[-1] if before else 0
+
+
+def _bench(target: str, out: Path, *args: str) -> dict[str, Any]:
+    cmd = [sys.executable, "-m", "fraudguard.cli", "bench", "--target", target, "--output", str(out), *args]
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    run: dict[str, Any] = json.loads(out.read_text())["runs"][0]
+    return run
+
+
+def _settle(counter: _RowCounter, timeout_s: float) -> tuple[float, int]:
+    """Wait until the row count stops growing for a second; (seconds waited, final count)."""
+    started = time.monotonic()
+    last, stable_since = -1, started
+    while time.monotonic() - started < timeout_s:
+        time.sleep(0.25)
+        rows = counter.samples[-1][1] if counter.samples else 0
+        if rows != last:
+            last, stable_since = rows, time.monotonic()
+        elif time.monotonic() - stable_since >= 1.0:
+            return stable_since - started, rows
+    return timeout_s, last
+
+
+def _runs(target: str, work: Path, args: argparse.Namespace, dsn: str | None) -> dict[str, Any]:
+    timing = ["--duration", str(args.duration), "--warmup", str(args.warmup)]
+    plans = {
+        "stream-256 closed": ["--rpc", "stream", "--mode", "closed", "--batch-size", "256", "--concurrency", "2",
+                              "--pipeline", "2", *timing],
+        "batch-256 closed": ["--rpc", "batch", "--mode", "closed", "--batch-size", "256", "--concurrency", "4",
+                             *timing],
+        f"score open {args.rate:g}/s": ["--rpc", "score", "--mode", "open", "--rate", str(args.rate),
+                                        "--concurrency", "8", *timing],
+    }
+    results: dict[str, Any] = {}
+    for name, plan in plans.items():
+        out = work / f"{name.split()[0]}.json"
+        if dsn is None:
+            run = _bench(target, out, *plan)
+            results[name] = {"run": run}
+            continue
+        with _RowCounter(dsn) as counter:
+            time.sleep(0.6)
+            started = time.monotonic()
+            run = _bench(target, out, *plan)
+            ended = time.monotonic()
+            drain_s, final = _settle(counter, 60.0)
+        # the measured window is the last `duration` seconds of the bench (after its warm-up)
+        window_start = ended - args.duration
+        stored = counter.rows_at(ended) - counter.rows_at(window_start)
+        results[name] = {"run": run, "stored_rows_per_s": stored / args.duration,
+                         "rows_during_bench": counter.rows_at(ended) - counter.rows_at(started),
+                         "drain_after_s": drain_s, "rows_total": final}
+    return results
+
+
+def _serve(data_dir: Path, record: bool, database: str, batch_rows: int) -> ServerProcess:
+    env = {"FRAUDGUARD_RECORD": "true" if record else "false", "FRAUDGUARD_RECORD_BATCH_ROWS": str(batch_rows)}
+    if database:
+        env["FRAUDGUARD_DATABASE_URL"] = database
+    return ServerProcess(data_dir, env=env).start(timeout=300)
+
+
+def _summary(off: dict[str, Any], on: dict[str, Any]) -> dict[str, Any]:
+    table: dict[str, Any] = {}
+    for name in off:
+        a, b = off[name]["run"], on[name]["run"]
+        entry = {
+            "tx_per_s_off": a["transactions_per_s"], "tx_per_s_on": b["transactions_per_s"],
+            "tx_per_s_ratio": b["transactions_per_s"] / max(a["transactions_per_s"], 1e-9),
+            "p50_us_off": a["latency_us"]["p50"], "p50_us_on": b["latency_us"]["p50"],
+            "p99_us_off": a["latency_us"]["p99"], "p99_us_on": b["latency_us"]["p99"],
+            "p99_ratio": b["latency_us"]["p99"] / max(a["latency_us"]["p99"], 1e-9),
+            "errors_on": {**b["rpc_errors"], **b["item_errors"]},
+        }
+        for key in ("stored_rows_per_s", "drain_after_s"):
+            if key in on[name]:
+                entry[key] = on[name][key]
+        table[name] = entry
+    return table
+
+
+def _print(table: dict[str, Any]) -> None:
+    print(f"{'run':<22} {'tx/s off':>10} {'tx/s on':>10} {'ratio':>6} {'p50 off':>9} {'p50 on':>9} "
+          f"{'p99 off':>9} {'p99 on':>9} {'p99 ratio':>9} {'stored/s':>10} {'drain s':>8}")
+    for name, e in table.items():
+        print(f"{name:<22} {e['tx_per_s_off']:>10,.0f} {e['tx_per_s_on']:>10,.0f} {e['tx_per_s_ratio']:>6.2f} "
+              f"{e['p50_us_off'] / 1000:>7.2f}ms {e['p50_us_on'] / 1000:>7.2f}ms {e['p99_us_off'] / 1000:>7.2f}ms "
+              f"{e['p99_us_on'] / 1000:>7.2f}ms {e['p99_ratio']:>9.2f} {e.get('stored_rows_per_s', 0):>10,.0f} "
+              f"{e.get('drain_after_s', 0):>8.1f}")
+
+
+async def _admin(dsn: str, statement: str) -> None:
+    conn = await asyncpg.connect(dsn, timeout=10)
+    try:
+        await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dsn", default=os.environ.get("FRAUDGUARD_BENCH_DSN", DEFAULT_DSN),
+                        help="server on which to make the database fg_bench_<random> (default %(default)s)")
+    parser.add_argument("--embedded", action="store_true", help="use the embedded PostgreSQL instead of --dsn")
+    parser.add_argument("--duration", type=float, default=10.0)
+    parser.add_argument("--warmup", type=float, default=2.0)
+    parser.add_argument("--rate", type=float, default=1500.0, help="open-loop unary Score requests/s")
+    parser.add_argument("--batch-rows", type=int, default=2048, help="FRAUDGUARD_RECORD_BATCH_ROWS")
+    parser.add_argument("--output", type=Path, default=Path("results/recording.json"))
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="fraudguard-bench-rec-"))
+    name = f"fg_bench_{secrets.token_hex(4)}"
+    database = "" if args.embedded else with_database(args.dsn, name)
+    try:
+        if database:
+            asyncio.run(_admin(args.dsn, f"CREATE DATABASE {name}"))
+        env = {**os.environ, **({"FRAUDGUARD_DATABASE_URL": database} if database else {})}
+        subprocess.run([sys.executable, "-m", "fraudguard.cli", "models", "demo", "--data-dir", str(work / "data"),
+                        "--transactions", "20000"], check=True, env=env, stdout=subprocess.DEVNULL)
+        counted = database or None
+        results: dict[str, Any] = {}
+        for record in (False, True):
+            server = _serve(work / "data", record, database, args.batch_rows)
+            try:
+                results["on" if record else "off"] = _runs(server.target, work, args, counted if record else None)
+            finally:
+                server.terminate()
+        table = _summary(results["off"], results["on"])
+        document = {"tool": "benchmarks.recording_bench", "database": "embedded" if args.embedded else args.dsn,
+                    "parameters": {k: str(v) for k, v in vars(args).items()}, "summary": table, "runs": results}
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(json.dumps(document, indent=2))
+        _print(table)
+        print(f"written to {args.output}")
+    finally:
+        if database:
+            asyncio.run(_admin(args.dsn, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
