@@ -1,4 +1,5 @@
-"""What the commands that work on the database share (``keys``, ``audit``): its options, opening it, exit codes.
+"""What the commands that work on the database share (``keys``, ``audit``, ``erase``, ``models``): its options,
+opening it, exit codes, and who acts (``--actor``).
 
 One place turns every expected failure into a one-line message and its documented exit code, so no command ends
 in a traceback for a wrong DSN, an unreachable server or bad input.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import sys
 from collections.abc import Awaitable, Callable
 
@@ -35,6 +37,22 @@ def parse_args(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Nam
         return parser.parse_args(argv)
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else int(ExitCode.USAGE)
+
+
+def run_command(command: str, parser: argparse.ArgumentParser, argv: list[str], errors: ErrorCodes = ()) -> int:
+    """Parse ``argv``, check the arguments with ``args.check(args)`` (before the database is opened: a
+    ``ValidationError`` is exit 2), then :func:`run_with_database` runs ``args.run(db, <what check returned>)``.
+
+    Each (sub)parser sets both: ``parser.set_defaults(check=..., run=...)``."""
+    args = parse_args(parser, argv)
+    if isinstance(args, int):
+        return args
+    try:
+        checked = args.check(args)
+    except ValidationError as exc:
+        error(command, str(exc))
+        return int(ExitCode.USAGE)
+    return run_with_database(command, args, lambda db: args.run(db, checked), errors)
 
 
 def run_with_database(command: str, args: argparse.Namespace, work: Work, errors: ErrorCodes = ()) -> int:
@@ -70,3 +88,22 @@ async def _with_database(settings: Settings, work: Work) -> int:
 
 def error(command: str, message: str) -> None:
     print(f"fraudguard {command}: error: {message}", file=sys.stderr)
+
+
+def default_actor() -> str:
+    """``cli:<os user>``: who ran the command, as far as this machine knows."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):  # no passwd entry (containers) and no LOGNAME/USER
+        return "cli:unknown"
+
+
+def actor_option(parser: argparse.ArgumentParser, what: str = "who to record in the audit log") -> None:
+    """``--actor``, unset by default: :func:`actor_of` then names the OS user."""
+    parser.add_argument("--actor", default=None, help=f"{what} (default cli:<os user>)")
+
+
+def actor_of(args: argparse.Namespace) -> str:
+    """The ``--actor`` given (even an empty one, which the audit log then refuses), else :func:`default_actor`."""
+    actor: str | None = args.actor
+    return actor if actor is not None else default_actor()

@@ -33,6 +33,7 @@ import asyncpg
 from fraudguard.audit import append_audit
 from fraudguard.db import Database, DatabaseUnreachableError
 from fraudguard.errors import FraudguardError, NotFoundError, ValidationError
+from fraudguard.text_checks import checked_text
 
 PREFIX = "fgk"
 SECRET_BYTES = 32
@@ -139,7 +140,7 @@ async def create_key(db: Database, roles: Iterable[str], expires_at: datetime | 
             raise ValidationError("expires_at", "needs a time zone")
         if expires_at <= datetime.now(UTC):
             raise ValidationError("expires_at", f"{expires_at.isoformat()} is not in the future")
-    note = _note(note)
+    note = checked_text(note, "note", max_chars=MAX_NOTE_CHARS, allow_empty=True, single_line=False)
     key_id = secrets.token_hex(8)
     secret = base64.urlsafe_b64encode(secrets.token_bytes(SECRET_BYTES)).decode().rstrip("=")
     presented = f"{PREFIX}_{key_id}_{secret}"
@@ -261,20 +262,6 @@ class ApiKeyVerifier:
         while len(self._cache) > self._max_entries:
             self._cache.popitem(last=False)
         return entry
-
-
-def _note(note: str) -> str:
-    if not isinstance(note, str):
-        raise ValidationError("note", f"must be text, got {type(note).__name__}")
-    if len(note) > MAX_NOTE_CHARS:
-        raise ValidationError("note", f"at most {MAX_NOTE_CHARS} characters, got {len(note)}")
-    if "\x00" in note:
-        raise ValidationError("note", "must not contain NUL characters")
-    try:
-        note.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValidationError("note", "is not valid Unicode (lone surrogate)") from None
-    return note
 
 
 def _key(row: asyncpg.Record) -> ApiKey:

@@ -28,13 +28,14 @@ import math
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, NoReturn
+from typing import Any
 
 import asyncpg
 
 from fraudguard.db._locks import lock_key
-from fraudguard.db.errors import DatabaseUnreachableError, translate_query_error
+from fraudguard.db.errors import translated_errors
 from fraudguard.errors import ValidationError
+from fraudguard.text_checks import checked_text
 
 LOCK_KEY = lock_key("fraudguard.audit")
 MAX_NAME_CHARS = 200  # actor and action
@@ -45,7 +46,8 @@ LOCK_TIMEOUT_S = 10.0
 _STATEMENT_TIMEOUT_S = 30.0
 _DOMAIN = b"fraudguard.audit.v1\x00"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_QUERY_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError, ConnectionError)
+_WHAT = "the audit log"
+_WHY = "a long transaction may hold its lock"
 
 _HEAD = "SELECT id, hash, clock_timestamp() AS now FROM audit_log ORDER BY id DESC LIMIT 1"
 _INSERT = """
@@ -94,6 +96,12 @@ class AuditReport:
         return self.head_hash.hex() if self.head_hash is not None else None
 
 
+def check_actor(actor: object) -> str:
+    """``actor`` if :func:`append_audit` will accept it (1-200 characters, not blank, no NUL), else
+    ``ValidationError``: for commands that check before they change anything."""
+    return checked_text(actor, "actor", max_chars=MAX_NAME_CHARS, single_line=False)
+
+
 async def append_audit(
     conn: asyncpg.Connection,
     *,
@@ -107,11 +115,11 @@ async def append_audit(
     Called inside a transaction, the row commits with it (the advisory lock is held until then, so keep that
     transaction short); called outside one, it runs in its own. Bad input raises ``ValidationError``; database
     failures raise ``fraudguard.db.errors.DatabaseError``."""
-    actor = _text("actor", actor, MAX_NAME_CHARS, required=True)
-    action = _text("action", action, MAX_NAME_CHARS, required=True)
-    subject = _text("subject", subject, MAX_SUBJECT_CHARS, required=False)
+    actor = check_actor(actor)
+    action = checked_text(action, "action", max_chars=MAX_NAME_CHARS, single_line=False)
+    subject = checked_text(subject, "subject", max_chars=MAX_SUBJECT_CHARS, allow_empty=True, single_line=False)
     canonical = _canonical_details({} if details is None else details)
-    async with _translated(), _transaction(conn, readonly=False):
+    async with translated_errors(_WHAT, _WHY), _transaction(conn, readonly=False):
         stored = await conn.fetchval("SELECT $1::text::jsonb::text", canonical, timeout=_STATEMENT_TIMEOUT_S)
         canonical = canonical_json(json.loads(stored))  # hash what PostgreSQL will give back, e.g. 1e2 -> 100
         await conn.execute("SELECT pg_advisory_xact_lock($1)", LOCK_KEY, timeout=LOCK_TIMEOUT_S)
@@ -132,7 +140,7 @@ async def verify_audit(conn: asyncpg.Connection, *, expect_head: bytes | None = 
 
     ``expect_head``: a hash recorded earlier; the chain must still contain it (it may have grown since)."""
     checked, last_id, last_hash, anchor_seen = 0, 0, None, expect_head is None
-    async with _translated(), _transaction(conn, readonly=True):
+    async with translated_errors(_WHAT, _WHY), _transaction(conn, readonly=True):
         async for row in conn.cursor(_ROWS + " ORDER BY id", prefetch=500, timeout=_STATEMENT_TIMEOUT_S):
             problem = _check_row(row, last_id + 1, last_hash)
             if problem is not None:
@@ -156,7 +164,7 @@ async def list_audit(conn: asyncpg.Connection, *, since: datetime | None = None,
     if since is not None and since.tzinfo is None:
         raise ValidationError("since", "needs a time zone")
     query = f"SELECT * FROM ({_ROWS} WHERE $1::timestamptz IS NULL OR at >= $1 ORDER BY id DESC LIMIT $2) r ORDER BY id"
-    async with _translated():
+    async with translated_errors(_WHAT, _WHY):
         rows = await conn.fetch(query, since, limit, timeout=_STATEMENT_TIMEOUT_S)
     return [AuditEntry(int(r["id"]), r["at"], r["actor"], r["action"], r["subject"], json.loads(r["details"]),
                        None if r["prev_hash"] is None else bytes(r["prev_hash"]), bytes(r["hash"])) for r in rows]
@@ -205,24 +213,9 @@ def _check_row(row: asyncpg.Record, expected_id: int, prev_hash: bytes | None) -
     return None
 
 
-def _text(name: str, value: object, max_chars: int, *, required: bool) -> str:
-    if not isinstance(value, str):
-        raise ValidationError(name, f"must be text, got {type(value).__name__}")
-    if required and not value.strip():
-        raise ValidationError(name, "must not be empty")
-    if len(value) > max_chars:
-        raise ValidationError(name, f"at most {max_chars} characters, got {len(value)}")
-    _check_string(name, value)
-    return value
-
-
 def _check_string(name: str, value: str) -> None:
-    if "\x00" in value:
-        raise ValidationError(name, "must not contain NUL characters")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValidationError(name, "is not valid Unicode (lone surrogate)") from None
+    """A text inside ``details`` (a key or a value): anything storable as jsonb."""
+    checked_text(value, name, max_chars=MAX_DETAILS_BYTES, allow_empty=True, single_line=False)
 
 
 def _canonical_details(details: object) -> str:
@@ -268,22 +261,3 @@ async def _transaction(conn: asyncpg.Connection, *, readonly: bool) -> AsyncIter
     isolation = "repeatable_read" if readonly else "read_committed"
     async with conn.transaction(isolation=isolation, readonly=readonly):
         yield
-
-
-@contextlib.asynccontextmanager
-async def _translated() -> AsyncIterator[None]:
-    """Driver errors out as ``DatabaseError``s, with the cause kept (for callers holding a bare connection)."""
-    try:
-        yield
-    except TimeoutError as exc:
-        raise DatabaseUnreachableError("the audit log did not answer in time (a long transaction may hold its "
-                                       "lock)") from exc
-    except _QUERY_ERRORS as exc:
-        _raise(exc)
-
-
-def _raise(exc: BaseException) -> NoReturn:
-    translated = translate_query_error(exc)
-    if translated is exc:
-        raise exc
-    raise translated from exc

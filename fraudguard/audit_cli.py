@@ -10,7 +10,7 @@ import argparse
 import json
 from datetime import UTC, datetime
 
-from fraudguard._cli_db import database_options, error, parse_args, run_with_database
+from fraudguard._cli_db import database_options, error, run_command
 from fraudguard.audit import AuditEntry, list_audit, verify_audit
 from fraudguard.db import Database
 from fraudguard.errors import ValidationError
@@ -22,15 +22,7 @@ _HASH_HEX_CHARS = 64
 
 def main(argv: list[str]) -> int:
     """Entry point of ``fraudguard audit``; returns the exit code."""
-    args = parse_args(_parser(), argv)
-    if isinstance(args, int):
-        return args
-    try:
-        checked = args.check(args)
-    except ValidationError as exc:
-        error("audit", str(exc))
-        return int(ExitCode.USAGE)
-    return run_with_database("audit", args, lambda db: args.run(db, checked))
+    return run_command("audit", _parser(), argv)
 
 
 def _parser() -> argparse.ArgumentParser:

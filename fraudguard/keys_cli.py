@@ -10,13 +10,12 @@ used; 70 no key with that id.
 from __future__ import annotations
 
 import argparse
-import getpass
 import importlib
 import json
 import sys
 from datetime import UTC, datetime, timedelta
 
-from fraudguard._cli_db import database_options, error, parse_args, run_with_database
+from fraudguard._cli_db import actor_of, actor_option, database_options, error, run_command
 from fraudguard.apikeys import ROLES, ApiKey, UnknownApiKeyError, create_key, list_keys, revoke_key
 from fraudguard.db import Database
 from fraudguard.errors import ValidationError
@@ -30,23 +29,7 @@ def main(argv: list[str]) -> int:
     """Entry point of ``fraudguard keys``; returns the exit code."""
     if argv[:1] == ["rotate"]:
         return _rotate(argv[1:])
-    args = parse_args(_parser(), argv)
-    if isinstance(args, int):
-        return args
-    try:
-        checked = args.check(args)
-    except ValidationError as exc:
-        error("keys", str(exc))
-        return int(ExitCode.USAGE)
-    return run_with_database("keys", args, lambda db: args.run(db, checked), _ERRORS)
-
-
-def default_actor() -> str:
-    """``cli:<os user>``: who ran the command, as far as this machine knows."""
-    try:
-        return f"cli:{getpass.getuser()}"
-    except (KeyError, OSError):  # no passwd entry (containers) and no LOGNAME/USER
-        return "cli:unknown"
+    return run_command("keys", _parser(), argv, _ERRORS)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -63,7 +46,7 @@ def _parser() -> argparse.ArgumentParser:
     expiry.add_argument("--expires-in", metavar="DURATION", help="valid this long, e.g. 90d, 12h (default: no expiry)")
     expiry.add_argument("--expires-at", metavar="TIME", help="valid until TIME (2025-01-31, ISO-8601 or epoch)")
     create.add_argument("--note", default="", help="what the key is for (shown by 'list')")
-    _actor_option(create)
+    actor_option(create)
     database_options(create)
     create.set_defaults(check=_check_create, run=_create)
 
@@ -76,17 +59,13 @@ def _parser() -> argparse.ArgumentParser:
                                  description="Revoke a key. Running servers stop accepting it within seconds "
                                  "(their key cache lives 5 s).")
     revoke.add_argument("key_id", metavar="KEY_ID", help="the key's id (16 hex digits, see 'list')")
-    _actor_option(revoke)
+    actor_option(revoke)
     database_options(revoke)
-    revoke.set_defaults(check=lambda args: (args.key_id, args.actor), run=_revoke)
+    revoke.set_defaults(check=lambda args: (args.key_id, actor_of(args)), run=_revoke)
 
     commands.add_parser("rotate", add_help=False, help="rotate the keys that encrypt personal fields (see "
                         "'fraudguard keys rotate --help')")
     return parser
-
-
-def _actor_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--actor", default=None, help="who to record in the audit log (default cli:<os user>)")
 
 
 def _check_create(args: argparse.Namespace) -> tuple[list[str], datetime | None, str, str]:
@@ -104,7 +83,7 @@ def _check_create(args: argparse.Namespace) -> tuple[list[str], datetime | None,
             expires_at = datetime.fromtimestamp(parse_instant(args.expires_at, "--expires-at"), UTC)
         except (OverflowError, OSError, ValueError):
             raise ValidationError("--expires-at", f"out of range: {args.expires_at!r}") from None
-    return args.role, expires_at, args.note, args.actor or default_actor()
+    return args.role, expires_at, args.note, actor_of(args)
 
 
 async def _create(db: Database, checked: tuple[list[str], datetime | None, str, str]) -> int:
@@ -136,9 +115,9 @@ async def _list(db: Database, as_json: bool) -> int:
     return int(ExitCode.SUCCESS)
 
 
-async def _revoke(db: Database, checked: tuple[str, str | None]) -> int:
+async def _revoke(db: Database, checked: tuple[str, str]) -> int:
     key_id, actor = checked
-    key = await revoke_key(db, key_id, actor or default_actor())
+    key = await revoke_key(db, key_id, actor)
     assert key.revoked_at is not None
     print(f"API key {key.id} revoked at {_time(key.revoked_at)}")
     return int(ExitCode.SUCCESS)

@@ -22,22 +22,20 @@ import contextlib
 import json
 import math
 import re
-import unicodedata
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
-from typing import Any, NoReturn
+from typing import Any
 
 import asyncpg
 
 from fraudguard.audit import AuditEntry, append_audit
 from fraudguard.db._locks import advisory_lock, lock_key
-from fraudguard.db.errors import DatabaseUnreachableError, translate_query_error
+from fraudguard.db.errors import translated_errors
 from fraudguard.errors import BundleError, FraudguardError, NotFoundError, ValidationError
+from fraudguard.text_checks import checked_text, checked_version, shown
 
-# the rule of scoring.model.bundle.check_version (a version is also a directory name); a test keeps the two equal
-VERSION_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,64}")
 ORIGIN_PATTERN = re.compile(r"[a-z][a-z0-9_]{0,39}")  # the table's CHECK, bounded: trained, federated, demo, ...
 MAX_ACTOR_CHARS = 200
 MAX_NOTE_CHARS = 500
@@ -48,11 +46,7 @@ ROLLBACK = "model.rollback"
 ACTIONS = (PROMOTE, ROLLBACK)
 PROMOTION_LOCK = lock_key("fraudguard.model_promotion")
 _TIMEOUT_S = 10.0
-_SHOWN_CHARS = 40
-# never in a one-line text: C0/C1 controls, surrogates, line/paragraph separators, bidirectional overrides
-_FORBIDDEN_CATEGORIES = frozenset({"Cc", "Cs", "Zl", "Zp"})
-_BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
-_QUERY_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError, ConnectionError)
+_WHAT = "the model registry"
 
 _UPSERT = """
 INSERT INTO model_bundles (version, created_at, model_sha256, feature_schema, thresholds, metrics,
@@ -150,32 +144,20 @@ class RecordedPromotion:
 
 
 def check_version(value: object, name: str = "version") -> str:
-    """``value`` if it is a bundle version id (1-64 of ``[A-Za-z0-9._-]``, not ``.`` or ``..``), else
-    ``ValidationError`` quoting it safely (escaped, shortened)."""
-    if not isinstance(value, str) or not VERSION_PATTERN.fullmatch(value) or value in (".", ".."):
-        raise ValidationError(name, f"bad bundle version {shown(value)}: expected 1-64 of [A-Za-z0-9._-], not '.' "
-                              "or '..' (no path separators, spaces or control characters)")
-    return value
+    """``value`` if it is a bundle version id (1-64 of ``[A-Za-z0-9._-]``, not ``.`` or ``..``: the rule of
+    :func:`fraudguard.text_checks.checked_version`), else ``ValidationError`` quoting it safely (escaped,
+    shortened)."""
+    return checked_version(value, lambda message: ValidationError(name, message))
 
 
 def check_actor(value: object) -> str:
-    """Who acts, e.g. ``cli:alice`` or ``system:demo``: 1-200 printable characters on one line."""
-    actor = _text("actor", value, MAX_ACTOR_CHARS)
-    if not actor.strip():
-        raise ValidationError("actor", "must not be empty")
-    return actor
+    """Who acts, e.g. ``cli:alice`` or ``system:demo``: 1-200 printable characters on one line, not blank."""
+    return checked_text(value, "actor", max_chars=MAX_ACTOR_CHARS, quote=True)
 
 
 def check_note(value: object) -> str:
     """A free-text note: at most 500 characters on one line, without control characters."""
     return _text("note", value, MAX_NOTE_CHARS)
-
-
-def shown(value: object) -> str:
-    """``value`` quoted for a message: escaped (``repr``) and shortened, whatever it holds."""
-    if isinstance(value, str) and len(value) > _SHOWN_CHARS:
-        return f"{value[:_SHOWN_CHARS]!r}... ({len(value)} characters)"
-    return repr(value) if isinstance(value, str) else f"a {type(value).__name__}"
 
 
 @contextlib.asynccontextmanager
@@ -193,7 +175,7 @@ async def register_bundle(conn: asyncpg.Connection, record: BundleRecord) -> boo
     args = (record.version, record.created_at, record.model_sha256, _dumps(record.feature_schema),
             _dumps(record.thresholds), _dumps(record.metrics), record.training_data_fingerprint, record.origin,
             record.location)
-    async with _translated():
+    async with translated_errors(_WHAT):
         inserted = await conn.fetchval(_UPSERT, *args, timeout=_TIMEOUT_S)
         if inserted is not None:
             return bool(inserted)
@@ -208,7 +190,7 @@ async def register_bundle(conn: asyncpg.Connection, record: BundleRecord) -> boo
 async def registered_bundle(conn: asyncpg.Connection, version: str) -> BundleRecord | None:
     """The registered bundle ``version``, or None."""
     check_version(version)
-    async with _translated():
+    async with translated_errors(_WHAT):
         row = await conn.fetchrow(_BUNDLE, version, timeout=_TIMEOUT_S)
     if row is None:
         return None
@@ -232,7 +214,7 @@ async def record_promotion(conn: asyncpg.Connection, version: str, previous_vers
     actor, note = check_actor(actor), check_note(note)
     if action not in ACTIONS:
         raise ValidationError("action", f"expected one of {', '.join(ACTIONS)}, got {shown(action)}")
-    async with _translated(), _transaction(conn):
+    async with translated_errors(_WHAT), _transaction(conn):
         bundle = await registered_bundle(conn, version)
         if bundle is None:
             raise UnregisteredBundleError(f"bundle {version} is not registered; register it first")
@@ -252,7 +234,7 @@ async def promotion_history(conn: asyncpg.Connection, limit: int = 50) -> list[P
     """The newest ``limit`` promotions, newest first."""
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_HISTORY:
         raise ValidationError("limit", f"must be between 1 and {MAX_HISTORY}, got {limit!r}")
-    async with _translated():
+    async with translated_errors(_WHAT):
         rows = await conn.fetch(_HISTORY, limit, timeout=_TIMEOUT_S)
     return [_promotion(row) for row in rows]
 
@@ -271,15 +253,8 @@ def _difference(existing: BundleRecord, new: BundleRecord) -> str:
 
 
 def _text(name: str, value: object, max_chars: int) -> str:
-    if not isinstance(value, str):
-        raise ValidationError(name, f"must be text, got {type(value).__name__}")
-    if len(value) > max_chars:
-        raise ValidationError(name, f"at most {max_chars} characters, got {len(value)}")
-    for i, char in enumerate(value):
-        if unicodedata.category(char) in _FORBIDDEN_CATEGORIES or char in _BIDI_CONTROLS:
-            raise ValidationError(name, f"must be printable text on one line: character {i} is {char!r} "
-                                  f"(U+{ord(char):04X})")
-    return value
+    """Optional one-line text (a note, a location): may be empty, and messages may name the bad character."""
+    return checked_text(value, name, max_chars=max_chars, allow_empty=True, quote=True)
 
 
 def _json_object(name: str, value: object) -> Mapping[str, Any]:
@@ -304,21 +279,3 @@ async def _transaction(conn: asyncpg.Connection) -> AsyncIterator[None]:
         return
     async with conn.transaction():
         yield
-
-
-@contextlib.asynccontextmanager
-async def _translated() -> AsyncIterator[None]:
-    """Driver errors out as ``DatabaseError``s, the cause kept (callers may hold a bare connection)."""
-    try:
-        yield
-    except TimeoutError as exc:
-        raise DatabaseUnreachableError("the model registry did not answer in time") from exc
-    except _QUERY_ERRORS as exc:
-        _raise(exc)
-
-
-def _raise(exc: BaseException) -> NoReturn:
-    translated = translate_query_error(exc)
-    if translated is exc:
-        raise exc
-    raise translated from exc

@@ -33,10 +33,11 @@ from typing import Any
 
 import asyncpg
 
-from fraudguard.audit import append_audit
+from fraudguard.audit import append_audit, check_actor
 from fraudguard.db import Database
 from fraudguard.errors import ValidationError
 from fraudguard.security.personal import Keyring, SealedDataError, personal_aad
+from fraudguard.text_checks import checked_text
 
 TABLES = ("decisions", "transactions")
 # (field name in the AAD, column)
@@ -46,7 +47,6 @@ ERASED_COLUMNS = ("customer_id", "device_id_enc", "ip_address_enc", "email_enc",
 MAX_CUSTOMER_ID_CHARS = 1000
 MAX_REPORTED_FAILURES = 100
 MAX_BATCH_ROWS = 100_000
-MAX_ACTOR_CHARS = 200  # as the audit log's
 _STATEMENT_TIMEOUT_S = 600.0  # one batch, or one customer's rows
 
 Progress = Callable[[int, int], None]  # (rows done, rows to do)
@@ -266,19 +266,6 @@ def check_rotation_args(actor: str, batch_rows: int) -> None:
     check_actor(actor)
 
 
-def check_actor(actor: object) -> str:
-    """What :func:`~fraudguard.audit.append_audit` will accept as actor, checked before any row changes."""
-    if not isinstance(actor, str) or not actor.strip():
-        raise ValidationError("actor", "must be non-empty text")
-    if len(actor) > MAX_ACTOR_CHARS or "\x00" in actor:
-        raise ValidationError("actor", f"at most {MAX_ACTOR_CHARS} characters, without NUL")
-    try:
-        actor.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValidationError("actor", "is not valid Unicode") from None
-    return actor
-
-
 def erasure_subject(customer_id: str, subject_key: bytes) -> str:
     """The audit subject of an erasure: a keyed digest of the id. Whoever holds the key (``DATA_DIR/keys/
     erasure.key``) and the id can find the entry; the log alone does not reveal (or let anyone guess) the id."""
@@ -288,19 +275,8 @@ def erasure_subject(customer_id: str, subject_key: bytes) -> str:
 
 def check_customer_id(customer_id: object) -> str:
     """``customer_id`` if it could be stored; ValidationError (never quoting it: it is personal data) if not."""
-    if not isinstance(customer_id, str):
-        raise ValidationError("customer_id", f"must be text, got {type(customer_id).__name__}")
-    if not customer_id:
-        raise ValidationError("customer_id", "must not be empty")
-    if len(customer_id) > MAX_CUSTOMER_ID_CHARS:
-        raise ValidationError("customer_id", f"at most {MAX_CUSTOMER_ID_CHARS} characters, got {len(customer_id)}")
-    if "\x00" in customer_id:
-        raise ValidationError("customer_id", "must not contain NUL characters")
-    try:
-        customer_id.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValidationError("customer_id", "is not valid Unicode (not UTF-8 on the command line?)") from None
-    return customer_id
+    return checked_text(customer_id, "customer_id", max_chars=MAX_CUSTOMER_ID_CHARS, allow_blank=True,
+                        single_line=False)
 
 
 async def count_customer_rows(db: Database, customer_id: str) -> dict[str, int]:

@@ -16,19 +16,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import getpass
 import sys
 from pathlib import Path
 
 from tqdm import tqdm
 
-from fraudguard._cli_db import database_options, error, parse_args, run_with_database
+from fraudguard._cli_db import actor_of, actor_option, database_options, error, run_command
+from fraudguard.audit import check_actor
 from fraudguard.db import Database
-from fraudguard.errors import ValidationError
 from fraudguard.exit_codes import ExitCode
 from fraudguard.privacy import (
     RotationReport,
-    check_actor,
     check_customer_id,
     check_rotation_args,
     count_customer_rows,
@@ -47,36 +45,26 @@ _SHOWN_FAILURES = 10
 
 def main(argv: list[str]) -> int:
     """Entry point of ``fraudguard erase``; returns the exit code."""
-    args = parse_args(_erase_parser(), argv)
-    if isinstance(args, int):
-        return args
-    try:
-        check_customer_id(args.customer)
-        check_actor(args.actor)
-    except ValidationError as exc:
-        error("erase", str(exc))
-        return int(ExitCode.USAGE)
-    return run_with_database("erase", args, lambda db: _erase(db, args), _KEY_ERRORS)
+    return run_command("erase", _erase_parser(), argv, _KEY_ERRORS)
 
 
 def rotate_main(argv: list[str]) -> int:
     """Entry point of ``fraudguard keys rotate``; returns the exit code."""
-    args = parse_args(_rotate_parser(), argv)
-    if isinstance(args, int):
-        return args
-    try:
-        check_rotation_args(args.actor, args.batch_rows)  # before a new key is made
-    except ValidationError as exc:
-        error("keys rotate", str(exc))
-        return int(ExitCode.USAGE)
-    return run_with_database("keys rotate", args, lambda db: _rotate(db, args), _KEY_ERRORS)
+    return run_command("keys rotate", _rotate_parser(), argv, _KEY_ERRORS)
 
 
-def _default_actor() -> str:
-    try:
-        return f"cli:{getpass.getuser()}"
-    except (OSError, KeyError):  # no login name in this environment
-        return "cli"
+def _check_erase(args: argparse.Namespace) -> argparse.Namespace:
+    """``args`` with ``--actor`` resolved, once the customer id and the actor pass (before the database opens)."""
+    check_customer_id(args.customer)
+    args.actor = check_actor(actor_of(args))
+    return args
+
+
+def _check_rotate(args: argparse.Namespace) -> argparse.Namespace:
+    """``args`` with ``--actor`` resolved, once they pass (before the database opens, and so before a new key)."""
+    args.actor = actor_of(args)
+    check_rotation_args(args.actor, args.batch_rows)
+    return args
 
 
 def _erase_parser() -> argparse.ArgumentParser:
@@ -89,9 +77,10 @@ def _erase_parser() -> argparse.ArgumentParser:
         "12 key file unusable, 60-62 database unusable",
     )
     parser.add_argument("--customer", required=True, metavar="ID", help="the customer id, exactly as stored")
-    parser.add_argument("--actor", default=_default_actor(), help="who asks, for the audit log (default cli:USER)")
+    actor_option(parser, "who asks, for the audit log")
     parser.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     database_options(parser)
+    parser.set_defaults(check=_check_erase, run=_erase)
     return parser
 
 
@@ -139,8 +128,9 @@ def _rotate_parser() -> argparse.ArgumentParser:
                         "scoring servers first, so none still seals with an old key)")
     parser.add_argument("--batch-rows", type=int, default=5000, metavar="N",
                         help="rows re-encrypted per database transaction (default 5000)")
-    parser.add_argument("--actor", default=_default_actor(), help="who rotates, for the audit log (default cli:USER)")
+    actor_option(parser, "who rotates, for the audit log")
     database_options(parser)
+    parser.set_defaults(check=_check_rotate, run=_rotate)
     return parser
 
 

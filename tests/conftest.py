@@ -23,7 +23,7 @@ from scoring.model import promote
 from scoring.server import ScoringServer, start_server
 from tests._model_helpers import make_bundle, train_booster
 from tests._server_process import ServerProcess
-from tests.pg import conn, dsn, embedded_dsn, embedded_server, pg_data_dir, pg_server  # noqa: F401  (fixtures for every module)
+from tests.pg import conn, db, dsn, embedded_dsn, embedded_server, pg_data_dir, pg_server  # noqa: F401  (fixtures for every module)
 
 MODEL_VERSION = "test-model-1"
 

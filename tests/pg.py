@@ -21,7 +21,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from fraudguard.db import EmbeddedPostgres
+from fraudguard.db import Database, EmbeddedPostgres
 from fraudguard.db.dsn import with_database
 
 TEST_DSN_ENV = "FRAUDGUARD_TEST_DSN"
@@ -115,6 +115,17 @@ async def embedded_dsn(embedded_server: EmbeddedPostgres) -> AsyncIterator[str]:
         yield f"{embedded_server.admin_dsn}{separator}search_path={schema}"
     finally:
         await _execute(embedded_server.admin_dsn, f'DROP SCHEMA "{schema}" CASCADE')
+
+
+@pytest.fixture
+async def db(dsn: str, tmp_path: Path) -> AsyncIterator[Database]:
+    """A :class:`Database` opened (and migrated) on the test's fresh schema, closed after the test; up to six
+    connections, for tests that hold several at once. Modules needing other settings define their own ``db``."""
+    database = await Database.open(dsn, tmp_path, max_size=6)
+    try:
+        yield database
+    finally:
+        await database.close()
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ import hashlib
 import json
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fraudguard import keys_cli
+from fraudguard._cli_db import default_actor
 from fraudguard.apikeys import (
     ApiKeyError,
     ApiKeyVerifier,
@@ -33,15 +33,6 @@ from fraudguard.audit import list_audit, verify_audit
 from fraudguard.db import Database, DatabaseUnreachableError
 from fraudguard.errors import ValidationError
 from fraudguard.exit_codes import ExitCode
-
-
-@pytest.fixture
-async def db(dsn: str, tmp_path: Path) -> AsyncIterator[Database]:
-    database = await Database.open(dsn, tmp_path, max_size=4)
-    try:
-        yield database
-    finally:
-        await database.close()
 
 
 class Clock:
@@ -244,7 +235,7 @@ async def test_cli_create_list_revoke(db: Database, dsn: str, tmp_path: Path, mo
     [listed] = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert listed["id"] == key.id and listed["status"] == "revoked" and listed["note"] == "checkout"
     async with db.connection() as conn:
-        assert [e.actor for e in await list_audit(conn)] == ["ops:carol", keys_cli.default_actor()]
+        assert [e.actor for e in await list_audit(conn)] == ["ops:carol", default_actor()]
 
 
 async def test_cli_expires_at(db: Database, dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

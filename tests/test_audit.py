@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,15 +19,6 @@ from fraudguard.audit import AuditReport, append_audit, list_audit, row_hash, ve
 from fraudguard.db import Database, DuplicateRowError
 from fraudguard.errors import ValidationError
 from fraudguard.exit_codes import ExitCode
-
-
-@pytest.fixture
-async def db(dsn: str, tmp_path: Path) -> AsyncIterator[Database]:
-    database = await Database.open(dsn, tmp_path, max_size=6)
-    try:
-        yield database
-    finally:
-        await database.close()
 
 
 async def _fill(db: Database, n: int) -> None:

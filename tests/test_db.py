@@ -40,6 +40,7 @@ from fraudguard.db import (
 )
 from fraudguard.db.dsn import describe_dsn, with_database
 from fraudguard.db.embedded import is_running
+from fraudguard.db.errors import translated_errors
 from fraudguard.db.migrate import LOCK_KEY, applied_migrations, migrate
 from fraudguard.db.partitions import list_partitions
 from tests.pg import PREFIX, Server, _embedded_data_dir, _execute, _without_fsync
@@ -463,3 +464,24 @@ def test_a_broken_embedded_directory_is_a_clear_error(pg_data_dir: Path) -> None
     (pgdata / "PG_VERSION").write_text("9\n")  # looks initialised, by a server far too old to start here
     with pytest.raises(EmbeddedServerError, match=f"embedded PostgreSQL in {pgdata} did not start"):
         EmbeddedPostgres.start(pg_data_dir)
+
+
+async def test_translated_errors_name_what_did_not_answer_and_keep_the_cause() -> None:
+    with pytest.raises(DatabaseUnreachableError, match=r"^the thing did not answer in time \(it was busy\)$") as late:
+        async with translated_errors("the thing", "it was busy"):
+            raise TimeoutError
+    assert isinstance(late.value.__cause__, TimeoutError)
+    with pytest.raises(DatabaseUnreachableError, match=r"^the thing did not answer in time$"):
+        async with translated_errors("the thing"):
+            raise TimeoutError
+    refused = asyncpg.UniqueViolationError("duplicate key value")
+    with pytest.raises(DuplicateRowError) as duplicate:
+        async with translated_errors("the thing"):
+            raise refused
+    assert duplicate.value.__cause__ is refused
+    with pytest.raises(DatabaseUnreachableError, match="connection to PostgreSQL was lost"):
+        async with translated_errors("the thing"):
+            raise ConnectionResetError("reset by peer")
+    with pytest.raises(ValueError, match=r"^mine$"):  # not a driver error: out as it came
+        async with translated_errors("the thing"):
+            raise ValueError("mine")

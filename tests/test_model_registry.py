@@ -5,21 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from fraudguard.audit import list_audit, verify_audit
 from fraudguard.db import Database, DatabaseError
-from fraudguard.errors import ValidationError
+from fraudguard.errors import BundleError, ValidationError
 from fraudguard.model_registry import (
     PROMOTE,
     ROLLBACK,
-    VERSION_PATTERN,
     BundleConflictError,
     BundleRecord,
     UnregisteredBundleError,
@@ -32,16 +29,8 @@ from fraudguard.model_registry import (
     register_bundle,
     registered_bundle,
 )
+from fraudguard.text_checks import checked_text
 from scoring.model import bundle as scoring_bundle
-
-
-@pytest.fixture
-async def db(dsn: str, tmp_path: Path) -> AsyncIterator[Database]:
-    database = await Database.open(dsn, tmp_path, max_size=3)
-    try:
-        yield database
-    finally:
-        await database.close()
 
 
 def record(version: str, model: bytes = b"onnx bytes", **changes: Any) -> BundleRecord:
@@ -57,9 +46,8 @@ def record(version: str, model: bytes = b"onnx bytes", **changes: Any) -> Bundle
 
 
 def test_version_rule_is_the_bundle_directory_rule() -> None:
-    assert VERSION_PATTERN.pattern == scoring_bundle.VERSION_PATTERN.pattern
     for good in ("v1", "demo-20260101-000000-abcdef12", "a.b_c-D", "x" * 64):
-        assert check_version(good) == good
+        assert check_version(good) == good == scoring_bundle.check_version(good)
 
 
 async def test_register_is_idempotent_and_keeps_what_it_was_given(db: Database) -> None:
@@ -177,6 +165,8 @@ def test_hostile_versions_are_refused_and_quoted_safely(version: str) -> None:
     assert "\x00" not in str(refused.value) and "\x1b" not in str(refused.value) and "\n" not in str(refused.value)
     with pytest.raises(ValidationError):
         record(version)
+    with pytest.raises(BundleError, match="bad bundle version"):  # the bundle directory's rule is the same
+        scoring_bundle.check_version(version)
 
 
 @pytest.mark.parametrize("note", ["line\nbreak", "bell\x07", "esc\x1b[2J", "nul\x00", "rtl\u202eevil", "sep\u2028",
@@ -190,6 +180,23 @@ def test_hostile_notes_are_refused(note: str) -> None:
 def test_hostile_actors_are_refused(actor: str) -> None:
     with pytest.raises(ValidationError, match="actor"):
         check_actor(actor)
+
+
+def test_one_text_rule_for_every_field() -> None:
+    assert checked_text(" ", "customer_id", max_chars=5, allow_blank=True, single_line=False) == " "
+    assert checked_text("", "note", max_chars=5, allow_empty=True) == ""
+    for value in ("", " "):
+        with pytest.raises(ValidationError, match=r"^actor: must not be empty$"):
+            checked_text(value, "actor", max_chars=5)
+    assert checked_text("a\nb", "note", max_chars=5, single_line=False) == "a\nb"
+    with pytest.raises(ValidationError, match=r"^note: must be printable text on one line: character 1 is a control "
+                       r"character \(U\+000A\)$"):
+        checked_text("a\nb", "note", max_chars=5, quote=True)
+    with pytest.raises(ValidationError) as unquoted:
+        checked_text("secret\u202e", "customer_id", max_chars=50)
+    assert "secret" not in str(unquoted.value) and "U+" not in str(unquoted.value)
+    with pytest.raises(ValidationError, match=r"^note: is not valid Unicode"):
+        checked_text("\udc80", "note", max_chars=5, single_line=False)
 
 
 def test_notes_and_actors_may_be_any_printable_text() -> None:

@@ -33,11 +33,10 @@ from pathlib import Path
 
 import asyncpg
 
-from fraudguard._cli_db import ErrorCodes, parse_args, run_with_database
+from fraudguard._cli_db import ErrorCodes, actor_of, actor_option, parse_args, run_with_database
 from fraudguard.db import Database, DatabaseError
 from fraudguard.errors import BundleError, FraudguardError, NotFoundError, ValidationError
 from fraudguard.exit_codes import ExitCode
-from fraudguard.keys_cli import default_actor
 from fraudguard.model_registry import (
     MAX_HISTORY,
     PROMOTE,
@@ -153,7 +152,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _actor_and_note(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--actor", default=None, help="who to record in the audit log (default cli:<os user>)")
+    actor_option(parser)
     parser.add_argument("--note", default="", help="why, recorded with the promotion (one line, at most 500 "
                         "characters)")
 
@@ -426,7 +425,7 @@ def _say_promoted(recorded: RecordedPromotion, prefix: str = "") -> None:
 
 
 def _actor_note(args: argparse.Namespace) -> tuple[str, str]:
-    return check_actor(args.actor if args.actor is not None else default_actor()), check_note(args.note)
+    return check_actor(actor_of(args)), check_note(args.note)
 
 
 def _printable(text: str) -> str:

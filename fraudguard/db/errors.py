@@ -8,7 +8,9 @@ Messages name the server by :func:`fraudguard.db.dsn.describe_dsn`, which never 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
+from collections.abc import AsyncIterator
 
 import asyncpg
 
@@ -104,6 +106,27 @@ def translate_query_error(exc: BaseException) -> BaseException:
         # InternalClientError: what asyncpg says when the server ended the session between two statements
         return DatabaseUnreachableError(f"the connection to PostgreSQL was lost: {exc}")
     return exc
+
+
+# what a statement on a bare connection may raise that translated_errors turns into DatabaseErrors
+QUERY_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError, ConnectionError)
+
+
+@contextlib.asynccontextmanager
+async def translated_errors(what: str, why: str = "") -> AsyncIterator[None]:
+    """Driver errors raised in the block out as a :class:`DatabaseError` (by :func:`translate_query_error`, the
+    cause kept), for code holding a bare connection rather than going through ``Database.connection``.
+
+    A ``TimeoutError`` becomes :class:`DatabaseUnreachableError`: "``what`` did not answer in time (``why``)"."""
+    try:
+        yield
+    except TimeoutError as exc:
+        raise DatabaseUnreachableError(f"{what} did not answer in time" + (f" ({why})" if why else "")) from exc
+    except QUERY_ERRORS as exc:
+        translated = translate_query_error(exc)
+        if translated is exc:
+            raise
+        raise translated from exc
 
 
 def _text(exc: asyncpg.PostgresError) -> str:

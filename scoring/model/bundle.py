@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 import shutil
 import tempfile
 from collections.abc import Mapping
@@ -26,6 +25,7 @@ from types import MappingProxyType
 from typing import Any
 
 from fraudguard.errors import BundleError
+from fraudguard.text_checks import checked_version
 from scoring.features.schema import FEATURE_NAMES, SCHEMA_VERSION
 from scoring.model.trees import TreeArrays
 
@@ -34,14 +34,12 @@ ONNX_FILE = "model.onnx"
 TREES_FILE = "trees.npz"
 BOOSTER_FILE = "model.lgb.txt"
 BUNDLE_FORMAT = 1
-VERSION_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
 def check_version(version: str) -> str:
-    """``version`` if it is a valid bundle version id (also a safe directory name), else ``BundleError``."""
-    if not isinstance(version, str) or not VERSION_PATTERN.fullmatch(version) or version in (".", ".."):
-        raise BundleError(f"bad bundle version {version!r}: expected 1-64 of [A-Za-z0-9._-]")
-    return version
+    """``version`` if it is a valid bundle version id (also a safe directory name), else ``BundleError``. The rule
+    is fraudguard's (:data:`fraudguard.text_checks.VERSION_PATTERN`), the one the model registry checks too."""
+    return checked_version(version, BundleError)
 
 
 @dataclass(frozen=True, slots=True)
