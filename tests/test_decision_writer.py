@@ -184,6 +184,34 @@ async def test_reject_policy_raises_recorder_full_and_counts_it(db: Database, tm
     assert len(await _stored(db, "tx-")) == 10
 
 
+async def test_a_slow_database_spills_to_the_journal_instead_of_holding_up_submissions(db: Database,
+                                                                                      tmp_path: Path) -> None:
+    """Every COPY takes 50 ms more (a statement trigger sleeps): the queue grows past spill_rows, the writer
+    journals what waits and replays it, submissions never wait, and each record is stored once."""
+    async with db.connection() as conn:
+        await conn.execute("CREATE FUNCTION fg_slow() RETURNS trigger LANGUAGE plpgsql AS "
+                           "$$ BEGIN PERFORM pg_sleep(0.05); RETURN NULL; END $$; "
+                           "CREATE TRIGGER fg_slow AFTER INSERT ON decisions FOR EACH STATEMENT "
+                           "EXECUTE FUNCTION fg_slow()")
+    with _open_journal(tmp_path / "journal") as journal:
+        writer = DecisionWriter(db, journal, batch_rows=50, queue_rows=4000, spill_rows=400,
+                                batch_interval_s=0.001, replay_rows=1000)
+        writer.start()
+        for i in range(3000):
+            writer.submit(make_record(f"slow-{i}", seed=i % 5))  # raises RecorderFull if it had to wait
+            if i % 100 == 99:
+                await asyncio.sleep(0.01)  # 10 k records/s offered: far more than 50 rows per 50 ms
+        assert writer.mode is Mode.JOURNAL
+        async with db.connection() as conn:
+            await conn.execute("DROP TRIGGER fg_slow ON decisions")
+        await _until(_settled(writer), 60, "the journal's replay")
+        await writer.close()
+        stats = writer.stats
+    ids = await _stored(db, "slow-")
+    assert len(ids) == len(set(ids)) == 3000
+    assert stats.journaled > 0 and stats.replayed >= stats.journaled and stats.rejected == 0
+
+
 async def test_backpressure_waits_for_room(db: Database, tmp_path: Path) -> None:
     with _open_journal(tmp_path / "journal") as journal:
         writer = DecisionWriter(db, journal, batch_rows=5, queue_rows=10)

@@ -16,20 +16,24 @@ reach the caller, who retries. ``"backpressure"``: the server awaits :meth:`subm
 :meth:`submit_wait_many`, which return at once while there is room and otherwise hold the request (its
 deadline still applies) until the writer catches up. Never a silent drop.
 
-**Direct mode.** The task takes up to ``batch_rows`` records (after waiting ``batch_interval_s`` for a batch
-to fill), ``COPY``s them into a temporary staging table and moves them with ``INSERT ... SELECT ... ON
-CONFLICT (transaction_id, event_day) DO NOTHING`` in one transaction: a row written twice (a retry, a
-replay, a client's resend) is stored once. A row whose day has no partition makes that day's partition and
+**Direct mode.** The task takes up to ``batch_rows`` rows (after waiting ``batch_interval_s`` for a batch
+to fill) and ``COPY``s them into ``decisions`` in one transaction; should that meet a row stored already (a
+retry, a replay, a client's resend), nothing of it is kept and the batch goes through a temporary staging
+table and ``INSERT ... SELECT ... ON CONFLICT (transaction_id, event_day) DO NOTHING``: a row written twice
+is stored once. A row whose day has no partition makes that day's partition and
 is retried. A row the database refuses for what it is (a CHECK, a bad value: SQLSTATE classes 22 and 23)
 is written apart and set aside in ``refused_path`` (the journal payload in base64, then the reason) and
 counted in ``refused``: it is never retried forever nor dropped unseen.
 
 **Journal mode.** A write that fails otherwise (server down, connection lost, a timeout) sends its batch to
-the journal (append, then one ``fdatasync`` in a thread) and switches to journal mode: from then on every
-batch goes to the journal, so nothing overtakes what is waiting there. The same task probes the database
-(with a backoff from ``retry_initial_s`` to ``retry_max_s``) and, once it answers, replays the journal in
-chunks of ``replay_rows``, acknowledging each chunk after its transaction committed, one chunk between two
-drained batches. When a replay pass finds nothing left unacknowledged, the writer returns to direct mode. A
+the journal (append, then one ``fdatasync`` in a thread) and switches to journal mode; so does a database
+that is merely slow: when, after taking a batch, more than ``spill_rows`` rows still wait in the queue (the
+scorer produces faster than PostgreSQL takes rows). From then on everything queued goes to the journal at
+each turn (appending is far cheaper than a database write), so nothing overtakes what is waiting there and
+the hot path is not held up by the database. The same task probes the database (with a backoff from
+``retry_initial_s`` to ``retry_max_s``) and, once it answers, replays the journal in chunks of about
+``replay_rows`` rows, acknowledging each chunk after its transaction committed, one chunk between two turns
+that journal the queue. When a replay pass finds nothing left unacknowledged, the writer returns to direct mode. A
 writer started on a journal with unacknowledged records starts in journal mode (a crash's leftovers first).
 
 **Journal full.** The batch in hand stays in memory (retried after each replay chunk frees space), the
@@ -45,7 +49,6 @@ import asyncio
 import base64
 import contextlib
 import enum
-import itertools
 import logging
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
@@ -132,6 +135,7 @@ class DecisionWriter:
         queue_rows: int = 100_000,
         full_policy: FullPolicy | str = FullPolicy.BACKPRESSURE,
         replay_rows: int = 4096,
+        spill_rows: int | None = None,
         write_timeout_s: float = 10.0,
         probe_timeout_s: float = 1.0,
         retry_initial_s: float = 0.05,
@@ -154,6 +158,8 @@ class DecisionWriter:
         self._queue_rows = queue_rows
         self.full_policy = FullPolicy(full_policy)
         self._replay_rows = replay_rows
+        # by default: a quarter of the queue, and never less than four batches (a short queue never spills)
+        self._spill_rows = max(queue_rows // 4, 4 * batch_rows) if spill_rows is None else spill_rows
         self._write_timeout = write_timeout_s
         self._probe_timeout = probe_timeout_s
         self._retry_initial = retry_initial_s
@@ -315,7 +321,7 @@ class DecisionWriter:
                         continue
                     if self._queued_rows < self._batch_rows and not self._closing and self._interval > 0:
                         await asyncio.sleep(self._interval)  # let a batch gather
-                    self._take()
+                    self._take(self._batch_rows if self._mode is Mode.DIRECT else self._queue_rows)
                 elif self._stalled:
                     await asyncio.sleep(max(0.0, self._next_try - loop.time()))
                 await self._store(loop)
@@ -331,11 +337,11 @@ class DecisionWriter:
             async with asyncio.timeout(timeout):
                 await self._have_rows.wait()
 
-    def _take(self) -> None:
-        """Take items from the queue up to ``batch_rows`` rows (at least one item, however large)."""
+    def _take(self, limit: int) -> None:
+        """Take items from the queue up to ``limit`` rows (at least one item, however large)."""
         queue, rows = self._queue, 0
         taken: list[Item] = []
-        while queue and (not taken or rows + row_count(queue[0]) <= self._batch_rows):
+        while queue and (not taken or rows + row_count(queue[0]) <= limit):
             item = queue.popleft()
             taken.append(item)
             rows += row_count(item)
@@ -345,6 +351,12 @@ class DecisionWriter:
 
     async def _store(self, loop: asyncio.AbstractEventLoop) -> None:
         batch = self._in_hand
+        if self._mode is Mode.DIRECT and self._queued_rows > self._spill_rows:
+            self._mode = Mode.JOURNAL
+            self._retry = self._retry_initial
+            self._next_try = loop.time()  # the database answers: replay at once, between turns
+            log.warning("decision writer: the database is not keeping up (%d rows waiting); journaling and "
+                        "replaying", self._queued_rows)
         if self._mode is Mode.DIRECT:
             if await self._write(batch, "written"):
                 self._durable(batch)
@@ -393,8 +405,7 @@ class DecisionWriter:
         try:
             if self._replaying is None:
                 self._replaying = await asyncio.to_thread(self._journal.replay)
-            chunk = await asyncio.to_thread(_next_chunk, self._replaying, self._replay_rows)
-            records = [decode_item(r.payload) for r in chunk]
+            chunk, records = await asyncio.to_thread(_next_chunk, self._replaying, self._replay_rows)
         except (JournalError, ValueError):
             log.exception("decision writer: cannot replay the journal (it needs a person); still recording to it")
             self._replaying = None
@@ -607,8 +618,19 @@ def _encode_all(items: Sequence[Item]) -> list[bytes]:
     return [encode_item(item) for item in items]
 
 
-def _next_chunk(records: Iterator[Record], n: int) -> list[Record]:
-    return list(itertools.islice(records, n))
+def _next_chunk(records: Iterator[Record], rows: int) -> tuple[list[Record], list[Item]]:
+    """The next journal records, decoded, holding about ``rows`` rows (at least one record)."""
+    chunk: list[Record] = []
+    items: list[Item] = []
+    total = 0
+    for record in records:
+        item = decode_item(record.payload)
+        chunk.append(record)
+        items.append(item)
+        total += row_count(item)
+        if total >= rows:
+            break
+    return chunk, items
 
 
 def _refused(exc: BaseException) -> bool:
