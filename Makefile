@@ -53,10 +53,12 @@ bench-load: $(VENV)/.installed
 	$(BIN)/fraudguard bench --spawn-server --data-dir $(DATA_DIR) --scenario all --output results/load.json
 
 ## bench-recording: the scoring server with recording off, then on (PostgreSQL at FRAUDGUARD_BENCH_DSN, default the
-## local one): capacity, open-loop p99 and the rows/s the writer stores; writes results/recording.json
+## local one): capacity, open-loop p99 and the rows/s the writer stores; then the hot path's per-call p50/p99
+## with and without recording, the writer running (results/recording.json, results/hot_path_recording.json)
 .PHONY: bench-recording
 bench-recording: $(VENV)/.installed
 	$(PY) -m benchmarks.recording_bench --output results/recording.json
+	$(PY) -m benchmarks.hot_path_recording --output results/hot_path_recording.json
 
 clean:
 	rm -rf $(VENV) .tools build *.egg-info .pytest_cache .mypy_cache .ruff_cache

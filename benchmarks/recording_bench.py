@@ -1,12 +1,13 @@
 """What recording costs the scoring server: the same server, driven by the same load generator, with
 ``FRAUDGUARD_RECORD=false`` and then ``true``.
 
-Per server: closed-loop ``ScoreStream`` and ``ScoreBatch`` with 256 transactions per message (capacity; with
-recording on and the back-pressure policy, what the writer sustains bounds it), and open-loop unary ``Score`` at a
-fixed rate (p50/p99 latency from the intended send time). While recording, the rows in ``decisions`` are counted
-every half second: the rows/s stored during each run, and how long the writer needs after it to store what was
-accepted (the queue is bounded: a writer slower than the scorer shows as back-pressure, a lower tx/s, not as an
-ever-growing queue). Ratios on/off are computed within the one run; machines are noisy, so compare ratios.
+Per server: open-loop unary ``Score`` at a fixed rate (p50/p99 latency from the intended send time), then
+closed-loop ``ScoreStream`` and ``ScoreBatch`` with 256 transactions per message (capacity). While recording, after
+each run the bench waits until the decision journals are empty (every answered decision stored) and counts the
+rows: ``stored/s`` is rows stored per second from the run's start until the last one was stored, ``drain s`` how
+long the writer needed after the run (a database slower than the scorer spills to the outage journal and is
+replayed, so the scorer is not held to its pace until the journal fills). Ratios on/off are computed within the
+one run; machines are noisy, so compare ratios.
 
 Run: ``make bench-recording`` or ``python -m benchmarks.recording_bench [--dsn postgresql://...] [--embedded]
 [--duration 10] [--rate 1500] [--output results/recording.json]``. With a DSN (the default is the machine's
@@ -24,7 +25,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -37,36 +37,26 @@ from tests._server_process import ServerProcess
 DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/test"
 
 
-class _RowCounter:
-    """Counts ``decisions`` rows every ``interval_s`` in a thread: [(monotonic time, rows)]."""
+def _journal_bytes(data_dir: Path) -> int:
+    """Bytes in the decision journals' segment files: 0 once every answered decision is in the database."""
+    return sum(p.stat().st_size for p in (data_dir / "journal").rglob("*.seg"))
 
-    def __init__(self, dsn: str, interval_s: float = 0.5) -> None:
-        self._dsn, self._interval = dsn, interval_s
-        self.samples: list[tuple[float, int]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
 
-    async def _run(self) -> None:
-        conn = await asyncpg.connect(self._dsn, timeout=10)
-        try:
-            while not self._stop.is_set():
-                rows = await conn.fetchval("SELECT count(*) FROM decisions")
-                self.samples.append((time.monotonic(), int(rows)))
-                await asyncio.sleep(self._interval)
-        finally:
-            await conn.close()
+def _drain(data_dir: Path, timeout_s: float) -> float:
+    """Wait until the journals are empty (the write-ahead journal is acknowledged as blocks are stored, the
+    outage journal as it is replayed); the seconds waited."""
+    started = time.monotonic()
+    while _journal_bytes(data_dir) and time.monotonic() - started < timeout_s:
+        time.sleep(0.1)
+    return time.monotonic() - started
 
-    def __enter__(self) -> _RowCounter:
-        self._thread.start()
-        return self
 
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(30)
-
-    def rows_at(self, when: float) -> int:
-        before = [rows for t, rows in self.samples if t <= when]
-        return before[-1] if before else 0
+async def _count(dsn: str) -> int:
+    conn = await asyncpg.connect(dsn, timeout=10)
+    try:
+        return int(await conn.fetchval("SELECT count(*) FROM decisions"))
+    finally:
+        await conn.close()
 
 
 def _bench(target: str, out: Path, *args: str) -> dict[str, Any]:
@@ -76,29 +66,17 @@ def _bench(target: str, out: Path, *args: str) -> dict[str, Any]:
     return run
 
 
-def _settle(counter: _RowCounter, timeout_s: float) -> tuple[float, int]:
-    """Wait until the row count stops growing for a second; (seconds waited, final count)."""
-    started = time.monotonic()
-    last, stable_since = -1, started
-    while time.monotonic() - started < timeout_s:
-        time.sleep(0.25)
-        rows = counter.samples[-1][1] if counter.samples else 0
-        if rows != last:
-            last, stable_since = rows, time.monotonic()
-        elif time.monotonic() - stable_since >= 1.0:
-            return stable_since - started, rows
-    return timeout_s, last
-
-
 def _runs(target: str, work: Path, args: argparse.Namespace, dsn: str | None) -> dict[str, Any]:
+    """Each run, then (recording) the wait until the writer has stored everything; so no run pays for the
+    previous one's backlog."""
     timing = ["--duration", str(args.duration), "--warmup", str(args.warmup)]
     plans = {
+        f"score open {args.rate:g}/s": ["--rpc", "score", "--mode", "open", "--rate", str(args.rate),
+                                        "--concurrency", "8", *timing],
         "stream-256 closed": ["--rpc", "stream", "--mode", "closed", "--batch-size", "256", "--concurrency", "2",
                               "--pipeline", "2", *timing],
         "batch-256 closed": ["--rpc", "batch", "--mode", "closed", "--batch-size", "256", "--concurrency", "4",
                              *timing],
-        f"score open {args.rate:g}/s": ["--rpc", "score", "--mode", "open", "--rate", str(args.rate),
-                                        "--concurrency", "8", *timing],
     }
     results: dict[str, Any] = {}
     for name, plan in plans.items():
@@ -107,18 +85,15 @@ def _runs(target: str, work: Path, args: argparse.Namespace, dsn: str | None) ->
             run = _bench(target, out, *plan)
             results[name] = {"run": run}
             continue
-        with _RowCounter(dsn) as counter:
-            time.sleep(0.6)
-            started = time.monotonic()
-            run = _bench(target, out, *plan)
-            ended = time.monotonic()
-            drain_s, final = _settle(counter, 60.0)
-        # the measured window is the last `duration` seconds of the bench (after its warm-up)
-        window_start = ended - args.duration
-        stored = counter.rows_at(ended) - counter.rows_at(window_start)
-        results[name] = {"run": run, "stored_rows_per_s": stored / args.duration,
-                         "rows_during_bench": counter.rows_at(ended) - counter.rows_at(started),
-                         "drain_after_s": drain_s, "rows_total": final}
+        before = asyncio.run(_count(dsn))
+        started = time.monotonic()
+        run = _bench(target, out, *plan)
+        ended = time.monotonic()
+        drain_s = _drain(work / "data", 600.0)
+        stored = asyncio.run(_count(dsn)) - before
+        # rows stored per second from the bench's start until the writer had stored the last one
+        results[name] = {"run": run, "rows_stored": stored, "drain_after_s": drain_s,
+                         "stored_rows_per_s": stored / (ended - started + drain_s)}
     return results
 
 
@@ -186,7 +161,7 @@ def main() -> None:
         env = {**os.environ, **({"FRAUDGUARD_DATABASE_URL": database} if database else {})}
         subprocess.run([sys.executable, "-m", "fraudguard.cli", "models", "demo", "--data-dir", str(work / "data"),
                         "--transactions", "20000"], check=True, env=env, stdout=subprocess.DEVNULL)
-        counted = database or None
+        counted = database or None  # the embedded server's rows are not counted (its socket is the server's)
         results: dict[str, Any] = {}
         for record in (False, True):
             server = _serve(work / "data", record, database, args.batch_rows)
