@@ -3,6 +3,7 @@ service of every streaming kind, health and reflection; keys in the real Postgre
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import subprocess
@@ -28,6 +29,7 @@ from scoring.auth import bearer_token, make_auth_interceptor
 from scoring.features import EngineCapacity, FeatureEngine
 from scoring.model import load_promoted
 from scoring.scorer import Scorer
+from scoring.server import warm_up
 from scoring.servicer import ScoringServicer, add_scoring_service
 from tests._server_process import ServerProcess
 from tests.conftest import make_transaction
@@ -92,6 +94,8 @@ async def served(dsn: str, tmp_path: Path, data_dir: Path) -> AsyncIterator[Serv
     verifier = ApiKeyVerifier(db, now=lambda: datetime.now(UTC) + timedelta(days=1))
     server = grpc.aio.server(interceptors=[make_auth_interceptor(verifier)])
     scorer = Scorer(FeatureEngine(EngineCapacity(4096, 4096, 8192)), load_promoted(data_dir / "models"))
+    # as the server does before it binds: on a fresh checkout the first call would compile the kernels (tens of s)
+    await asyncio.to_thread(warm_up, scorer, PanTokenizer(b"w" * 32))
     add_scoring_service(ScoringServicer(scorer, PanTokenizer(bytes(32)), 1024), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
