@@ -3,9 +3,8 @@
 
 Per server: open-loop unary ``Score`` at a fixed rate (p50/p99 latency from the intended send time), then
 closed-loop ``ScoreStream`` and ``ScoreBatch`` with 256 transactions per message (capacity). While recording, after
-each run the bench waits until the decision journals are empty (every answered decision stored) and counts the
-rows: ``stored/s`` is rows stored per second from the run's start until the last one was stored, ``drain s`` how
-long the writer needed after the run (a database slower than the scorer spills to the outage journal and is
+each run the bench waits until the decision journals are empty (every answered decision stored): ``drain s`` is
+how long the writer needed after the run (a database slower than the scorer spills to the outage journal and is
 replayed, so the scorer is not held to its pace until the journal fills). Ratios on/off are computed within the
 one run; machines are noisy, so compare ratios.
 
@@ -91,9 +90,10 @@ def _runs(target: str, work: Path, args: argparse.Namespace, dsn: str | None) ->
         ended = time.monotonic()
         drain_s = _drain(work / "data", 600.0)
         stored = asyncio.run(_count(dsn)) - before
-        # rows stored per second from the bench's start until the writer had stored the last one
+        # the load generator cycles through a pool of transactions, so rows_stored counts distinct ids (a resent id
+        # is stored once), not answers: the writer's own rows/s is benchmarks/test_bench_writer.py's
         results[name] = {"run": run, "rows_stored": stored, "drain_after_s": drain_s,
-                         "stored_rows_per_s": stored / (ended - started + drain_s)}
+                         "seconds_to_stored": ended - started + drain_s}
     return results
 
 
@@ -116,7 +116,7 @@ def _summary(off: dict[str, Any], on: dict[str, Any]) -> dict[str, Any]:
             "p99_ratio": b["latency_us"]["p99"] / max(a["latency_us"]["p99"], 1e-9),
             "errors_on": {**b["rpc_errors"], **b["item_errors"]},
         }
-        for key in ("stored_rows_per_s", "drain_after_s"):
+        for key in ("rows_stored", "drain_after_s"):
             if key in on[name]:
                 entry[key] = on[name][key]
         table[name] = entry
@@ -125,12 +125,11 @@ def _summary(off: dict[str, Any], on: dict[str, Any]) -> dict[str, Any]:
 
 def _print(table: dict[str, Any]) -> None:
     print(f"{'run':<22} {'tx/s off':>10} {'tx/s on':>10} {'ratio':>6} {'p50 off':>9} {'p50 on':>9} "
-          f"{'p99 off':>9} {'p99 on':>9} {'p99 ratio':>9} {'stored/s':>10} {'drain s':>8}")
+          f"{'p99 off':>9} {'p99 on':>9} {'p99 ratio':>9} {'drain s':>8}")
     for name, e in table.items():
         print(f"{name:<22} {e['tx_per_s_off']:>10,.0f} {e['tx_per_s_on']:>10,.0f} {e['tx_per_s_ratio']:>6.2f} "
               f"{e['p50_us_off'] / 1000:>7.2f}ms {e['p50_us_on'] / 1000:>7.2f}ms {e['p99_us_off'] / 1000:>7.2f}ms "
-              f"{e['p99_us_on'] / 1000:>7.2f}ms {e['p99_ratio']:>9.2f} {e.get('stored_rows_per_s', 0):>10,.0f} "
-              f"{e.get('drain_after_s', 0):>8.1f}")
+              f"{e['p99_us_on'] / 1000:>7.2f}ms {e['p99_ratio']:>9.2f} {e.get('drain_after_s', 0):>8.1f}")
 
 
 async def _admin(dsn: str, statement: str) -> None:
@@ -148,7 +147,7 @@ def main() -> None:
     parser.add_argument("--embedded", action="store_true", help="use the embedded PostgreSQL instead of --dsn")
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--warmup", type=float, default=2.0)
-    parser.add_argument("--rate", type=float, default=1500.0, help="open-loop unary Score requests/s")
+    parser.add_argument("--rate", type=float, default=1000.0, help="open-loop unary Score requests/s")
     parser.add_argument("--batch-rows", type=int, default=2048, help="FRAUDGUARD_RECORD_BATCH_ROWS")
     parser.add_argument("--output", type=Path, default=Path("results/recording.json"))
     args = parser.parse_args()

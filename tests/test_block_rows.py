@@ -16,6 +16,7 @@ from fraudguard.db.partitions import ensure_partitions
 from fraudguard.proto.fraud.v1 import scoring_pb2, transaction_pb2
 from scoring.features.schema import FEATURES
 from scoring.record import block as block_module
+from scoring.record import items as items_module
 from scoring.record.block import DecisionBlock, MessageKind, block_copy_rows, block_rows
 from scoring.record.items import copy_rows_of, rows_of
 from scoring.record.rows import COLUMNS, COPY_COLUMNS, CopyEncodingError, CopyRows, DecisionRecord, copy_payload
@@ -72,6 +73,7 @@ def _block(k: int, kind: MessageKind = MessageKind.BATCH, prefix: str = "") -> D
 
 def _items() -> list[Any]:
     return [_block(3), _block(0, prefix="k0-"), _block(3, MessageKind.SCORE, prefix="one-"),
+            _block(3, MessageKind.SCORE, prefix="two-"), _block(4, MessageKind.STREAM, prefix="three-"),
             make_record("rec-1"), make_record("rec-é", anomaly_score=None, mcc=None, latitude=None, longitude=None,
                                               card_bin=None, device_id_enc=None, email_enc=None, score=math.nan)]
 
@@ -87,10 +89,12 @@ def _same(a: Any, b: Any) -> bool:
     return a == b or (isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b))
 
 
-@pytest.fixture(params=["vectorised", "row by row"])
+@pytest.fixture(params=["vectorised", "row by row", "small blocks merged"])
 def layout(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Both ways block_copy_rows lays a block out: NumPy for a block of many rows, row by row for a few."""
-    monkeypatch.setattr(block_module, "_SMALL_BLOCK", 1 if request.param == "vectorised" else 1000)
+    """The ways blocks are laid out: NumPy for a block of many rows, row by row for a few, and runs of small
+    blocks merged into one NumPy layout (the writer's way for unary calls)."""
+    monkeypatch.setattr(block_module, "SMALL_BLOCK", 1 if request.param == "vectorised" else 1000)
+    monkeypatch.setattr(items_module, "MERGE_SMALL_BLOCKS", request.param == "small blocks merged")
     return str(request.param)
 
 
@@ -103,9 +107,9 @@ async def test_binary_copy_stores_what_the_tuple_path_stores(conn: Any, layout: 
     await conn.copy_records_to_table("decisions", records=rows_of(items, _seal, "key-1"), columns=COLUMNS)
     status = await conn.copy_to_table("decisions_binary", source=memoryview(copy_payload(copy_rows_of(
         items, _seal, "key-1"))), columns=COPY_COLUMNS, format="binary")
-    assert status == "COPY 9"
+    assert status == "COPY 13"
     tuples, binary = await _stored(conn, "decisions"), await _stored(conn, "decisions_binary")
-    assert set(tuples) == set(binary) and len(tuples) == 9 and "tx-refused" not in tuples
+    assert set(tuples) == set(binary) and len(tuples) == 13 and "tx-refused" not in tuples
     for tx_id, row in tuples.items():
         other = binary[tx_id]
         for column, value in row.items():

@@ -25,10 +25,10 @@ import itertools
 import json
 import re
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -237,7 +237,7 @@ _I4_I4 = struct.Struct(">ii").pack
 _LOCATION = struct.Struct(">idid").pack
 _NULL2 = COPY_NULL * 2
 _US_PER_DAY = 86_400_000_000
-_SMALL_BLOCK = 8
+SMALL_BLOCK = 8
 _MAX_SECONDS = 9_000_000_000_000  # far beyond PostgreSQL's timestamps; keeps the microseconds inside int64
 if not all(re.fullmatch(r"[A-Za-z0-9_]+", name) for name in _FEATURE_NAMES):
     raise RuntimeError("feature names must need no JSON escaping (the reasons are formatted, not json.dumps'd)")
@@ -298,7 +298,25 @@ def _location(tx: transaction_pb2.Transaction) -> bytes:
     return _LOCATION(8, location.latitude, 8, location.longitude)
 
 
-def _fixed(block: DecisionBlock, transactions: list[transaction_pb2.Transaction]) -> tuple[bytes, Any]:
+class _Merged(NamedTuple):
+    """Several small blocks' arrays laid end to end (one model version), for the vectorised layout: a unary call's
+    block of one row costs more in NumPy's per-call overhead than row by row, but a writer batch of hundreds of
+    them, merged, costs what a big block does."""
+
+    features: npt.NDArray[np.float32]
+    scores: npt.NDArray[np.float64]
+    actions: npt.NDArray[np.uint8]
+    reason_index: npt.NDArray[np.uint16]
+    reason_contribution: npt.NDArray[np.float32]
+    model_version: str
+    server_time_us: npt.NDArray[np.float64]  # per row
+    decided_at_us: npt.NDArray[np.int64]  # per row
+
+
+_Layout = DecisionBlock | _Merged
+
+
+def _fixed(block: _Layout, transactions: list[transaction_pb2.Transaction]) -> tuple[bytes, Any]:
     """The fixed-width head of every row, as one buffer, and the rows' event days (days since 1970-01-01)."""
     n, n_features = block.features.shape
     stamps = [tx.event_time for tx in transactions]
@@ -331,7 +349,7 @@ def _fixed(block: DecisionBlock, transactions: list[transaction_pb2.Transaction]
     return fixed.tobytes(), days
 
 
-def _reasons(block: DecisionBlock) -> list[bytes]:
+def _reasons(block: _Layout) -> list[bytes]:
     """Each row's ``reasons`` jsonb field: the text :func:`block_rows` makes with ``json.dumps``, formatted for
     the whole block at once."""
     n, k = block.reason_index.shape
@@ -355,13 +373,49 @@ def _reasons(block: DecisionBlock) -> list[bytes]:
 def block_copy_rows(block: DecisionBlock, seal: Seal | None, key_id: str | None) -> CopyRows:
     """The rows of :func:`block_rows`, value for value, in PostgreSQL's binary COPY format (:data:`COPY_COLUMNS`
     order)."""
-    if len(block) < _SMALL_BLOCK:  # a unary call's block: row by row costs less than NumPy's per-call overhead
+    if is_small(block):  # a unary call's block: row by row costs less than NumPy's per-call overhead
         try:
             return tuple_copy_rows(block_rows(block, seal, key_id))
         except (struct.error, OverflowError) as exc:
             raise CopyEncodingError(f"decision block: {exc}") from exc
+    return _vector_copy_rows(block, _scored_transactions(block), seal, key_id)
+
+
+def is_small(block: DecisionBlock) -> bool:
+    """Whether the block is laid out row by row alone, or merged with its neighbours (see :class:`_Merged`)."""
+    return len(block) < SMALL_BLOCK
+
+
+def mergeable(a: DecisionBlock, b: DecisionBlock) -> bool:
+    """Whether two blocks' arrays can be laid end to end: one model version, as many features and reasons."""
+    return (a.model_version == b.model_version and a.features.shape[1] == b.features.shape[1]
+            and a.reason_index.shape[1] == b.reason_index.shape[1])
+
+
+def merged_copy_rows(blocks: Sequence[DecisionBlock], seal: Seal | None, key_id: str | None) -> CopyRows:
+    """The rows of several blocks of one model version, laid out together (what :func:`block_copy_rows` gives
+    for each, concatenated): the writer's way for runs of small blocks."""
+    if not all(mergeable(blocks[0], b) for b in blocks):
+        raise ValueError("merged_copy_rows: the blocks must share one model version and their array widths")
+    counts = [len(b) for b in blocks]
+    merged = _Merged(
+        np.concatenate([b.features for b in blocks]), np.concatenate([b.scores for b in blocks]),
+        np.concatenate([b.actions for b in blocks]), np.concatenate([b.reason_index for b in blocks]),
+        np.concatenate([b.reason_contribution for b in blocks]), blocks[0].model_version,
+        np.repeat(np.array([b.server_time_us for b in blocks], np.float64), counts),
+        np.repeat(np.array([b.decided_at_us for b in blocks], np.int64), counts),
+    )  # fmt: skip
+    transactions = [tx for b in blocks for tx in _scored_transactions(b)]
+    return _vector_copy_rows(merged, transactions, seal, key_id)
+
+
+def _scored_transactions(block: DecisionBlock) -> list[transaction_pb2.Transaction]:
     every = _transactions(_MESSAGE_TYPES[block.kind].FromString(block.request), block.kind)
-    transactions = [every[p] for p in block.positions.tolist()]
+    return [every[p] for p in block.positions.tolist()]
+
+
+def _vector_copy_rows(block: _Layout, transactions: list[transaction_pb2.Transaction], seal: Seal | None,
+                      key_id: str | None) -> CopyRows:
     n = len(transactions)
     fixed, days = _fixed(block, transactions)
     width = len(fixed) // n if n else 0

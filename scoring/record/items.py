@@ -6,10 +6,20 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from scoring.record.block import BLOCK_VERSION, DecisionBlock, Seal, block_copy_rows, block_rows
+from scoring.record.block import (
+    BLOCK_VERSION,
+    DecisionBlock,
+    Seal,
+    block_copy_rows,
+    block_rows,
+    is_small,
+    mergeable,
+    merged_copy_rows,
+)
 from scoring.record.rows import FORMAT_VERSION, CopyRows, DecisionRecord, decode, encode, record_copy_rows, to_row
 
 Item = DecisionRecord | DecisionBlock
+MERGE_SMALL_BLOCKS = True  # runs of small blocks laid out together (tests turn it off to check the row-by-row way)
 Row = tuple[Any, ...]
 
 
@@ -53,4 +63,25 @@ def item_copy_rows(item: Item, seal: Seal | None, key_id: str | None) -> CopyRow
 
 
 def copy_rows_of(items: Sequence[Item], seal: Seal | None, key_id: str | None) -> list[CopyRows]:
-    return [item_copy_rows(item, seal, key_id) for item in items]
+    """The rows of every item, in order; runs of small blocks of one model version (unary calls) are laid out
+    together, as one big block would be."""
+    out: list[CopyRows] = []
+    run: list[DecisionBlock] = []
+    for item in items:
+        if MERGE_SMALL_BLOCKS and isinstance(item, DecisionBlock) and is_small(item):
+            if run and not mergeable(run[0], item):
+                _flush_run(run, out, seal, key_id)
+            run.append(item)
+            continue
+        _flush_run(run, out, seal, key_id)
+        out.append(item_copy_rows(item, seal, key_id))
+    _flush_run(run, out, seal, key_id)
+    return out
+
+
+def _flush_run(run: list[DecisionBlock], out: list[CopyRows], seal: Seal | None, key_id: str | None) -> None:
+    if len(run) == 1:
+        out.append(block_copy_rows(run[0], seal, key_id))
+    elif run:
+        out.append(merged_copy_rows(run, seal, key_id))
+    run.clear()
