@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import secrets
@@ -26,12 +27,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import numpy as np
 
 from benchmarks.loadgen_transactions import TransactionFactory
+from benchmarks.scratch_database import scratch_database
 from fraudguard.db import Database
-from fraudguard.db.dsn import with_database
 from fraudguard.proto.fraud.v1 import scoring_pb2
 from fraudguard.security.pan import PanTokenizer
 from fraudguard.security.personal import Keyring, personal_aad
@@ -128,28 +128,17 @@ def _batch_call(servicer: ScoringServicer) -> Callable[[bytes], bytes]:
     return call
 
 
-async def _admin(dsn: str, statement: str) -> None:
-    conn = await asyncpg.connect(dsn, timeout=10)
-    try:
-        await conn.execute(statement)
-    finally:
-        await conn.close()
-
-
 async def _main(args: argparse.Namespace) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="fraudguard-bench-hot-"))
-    name = f"fg_bench_{secrets.token_hex(4)}"
     try:
-        if not args.embedded:
-            await _admin(args.dsn, f"CREATE DATABASE {name}")
-        database = await Database.open(None if args.embedded else with_database(args.dsn, name), work)
-        try:
-            return await _measure(database, work, args)
-        finally:
-            await database.close()
+        async with contextlib.AsyncExitStack() as stack:
+            dsn = None if args.embedded else await stack.enter_async_context(scratch_database(args.dsn))
+            database = await Database.open(dsn, work)
+            try:
+                return await _measure(database, work, args)
+            finally:
+                await database.close()
     finally:
-        if not args.embedded:
-            await _admin(args.dsn, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
         shutil.rmtree(work, ignore_errors=True)
 
 

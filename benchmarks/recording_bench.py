@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
-import secrets
 import shutil
 import subprocess
 import sys
@@ -30,7 +30,7 @@ from typing import Any
 
 import asyncpg
 
-from fraudguard.db.dsn import with_database
+from benchmarks.scratch_database import scratch_database_sync
 from tests._server_process import ServerProcess
 
 DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/test"
@@ -132,14 +132,6 @@ def _print(table: dict[str, Any]) -> None:
               f"{e['p99_us_on'] / 1000:>7.2f}ms {e['p99_ratio']:>9.2f} {e.get('drain_after_s', 0):>8.1f}")
 
 
-async def _admin(dsn: str, statement: str) -> None:
-    conn = await asyncpg.connect(dsn, timeout=10)
-    try:
-        await conn.execute(statement)
-    finally:
-        await conn.close()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dsn", default=os.environ.get("FRAUDGUARD_BENCH_DSN", DEFAULT_DSN),
@@ -152,33 +144,33 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=Path("results/recording.json"))
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="fraudguard-bench-rec-"))
-    name = f"fg_bench_{secrets.token_hex(4)}"
-    database = "" if args.embedded else with_database(args.dsn, name)
     try:
-        if database:
-            asyncio.run(_admin(args.dsn, f"CREATE DATABASE {name}"))
-        env = {**os.environ, **({"FRAUDGUARD_DATABASE_URL": database} if database else {})}
-        subprocess.run([sys.executable, "-m", "fraudguard.cli", "models", "demo", "--data-dir", str(work / "data"),
-                        "--transactions", "20000"], check=True, env=env, stdout=subprocess.DEVNULL)
-        counted = database or None  # the embedded server's rows are not counted (its socket is the server's)
-        results: dict[str, Any] = {}
-        for record in (False, True):
-            server = _serve(work / "data", record, database, args.batch_rows)
-            try:
-                results["on" if record else "off"] = _runs(server.target, work, args, counted if record else None)
-            finally:
-                server.terminate()
-        table = _summary(results["off"], results["on"])
-        document = {"tool": "benchmarks.recording_bench", "database": "embedded" if args.embedded else args.dsn,
-                    "parameters": {k: str(v) for k, v in vars(args).items()}, "summary": table, "runs": results}
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(json.dumps(document, indent=2))
-        _print(table)
-        print(f"written to {args.output}")
+        with contextlib.ExitStack() as stack:
+            database = "" if args.embedded else stack.enter_context(scratch_database_sync(args.dsn))
+            _run_all(args, work, database)
     finally:
-        if database:
-            asyncio.run(_admin(args.dsn, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _run_all(args: argparse.Namespace, work: Path, database: str) -> None:
+    env = {**os.environ, **({"FRAUDGUARD_DATABASE_URL": database} if database else {})}
+    subprocess.run([sys.executable, "-m", "fraudguard.cli", "models", "demo", "--data-dir", str(work / "data"),
+                    "--transactions", "20000"], check=True, env=env, stdout=subprocess.DEVNULL)
+    counted = database or None  # the embedded server's rows are not counted (its socket is the server's)
+    results: dict[str, Any] = {}
+    for record in (False, True):
+        server = _serve(work / "data", record, database, args.batch_rows)
+        try:
+            results["on" if record else "off"] = _runs(server.target, work, args, counted if record else None)
+        finally:
+            server.terminate()
+    table = _summary(results["off"], results["on"])
+    document = {"tool": "benchmarks.recording_bench", "database": "embedded" if args.embedded else args.dsn,
+                "parameters": {k: str(v) for k, v in vars(args).items()}, "summary": table, "runs": results}
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(document, indent=2))
+    _print(table)
+    print(f"written to {args.output}")
 
 
 if __name__ == "__main__":

@@ -23,13 +23,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import numpy as np
 import pytest
 
 from benchmarks.recording_blocks import KEY_ID, make_blocks, sealer
+from benchmarks.scratch_database import scratch_database_sync
 from fraudguard.db import Database, EmbeddedPostgres
-from fraudguard.db.dsn import with_database
 from scoring.record import DecisionRecord, DecisionWriter, Journal
 from scoring.record.block import DecisionBlock
 from scoring.record.rows import encode, to_row
@@ -114,20 +113,8 @@ def server_dsn(request: pytest.FixtureRequest, pg_dir: Path) -> Iterator[str | N
     admin = os.environ.get("FRAUDGUARD_BENCH_DSN")
     if not admin:
         pytest.skip("set FRAUDGUARD_BENCH_DSN to measure the writer on that PostgreSQL too")
-    name = f"fg_bench_{secrets.token_hex(4)}"
-    asyncio.run(_admin(admin, f"CREATE DATABASE {name}"))
-    try:
-        yield with_database(admin, name)
-    finally:
-        asyncio.run(_admin(admin, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-
-
-async def _admin(dsn: str, statement: str) -> None:
-    conn = await asyncpg.connect(dsn, timeout=10)
-    try:
-        await conn.execute(statement)
-    finally:
-        await conn.close()
+    with scratch_database_sync(admin) as dsn:
+        yield dsn
 
 
 async def _sustain_blocks(dsn: str | None, pg_dir: Path, journal_dir: Path, batch_rows: int,

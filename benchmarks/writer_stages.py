@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import secrets
 import shutil
@@ -21,11 +22,9 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import asyncpg
-
 from benchmarks.recording_blocks import KEY_ID, make_blocks, sealer
+from benchmarks.scratch_database import scratch_database
 from fraudguard.db import Database
-from fraudguard.db.dsn import with_database
 from scoring.record.block import DecisionBlock, Seal, block_copy_rows, block_rows
 from scoring.record.rows import COLUMNS, COPY_COLUMNS, copy_payload
 from scoring.record.writer import STAGING_TABLE
@@ -148,25 +147,12 @@ async def _stages(db: Database, n_blocks: int, rounds: int) -> dict[str, dict[st
 
 async def _on_server(dsn: str | None, n_blocks: int, rounds: int) -> dict[str, dict[str, float]]:
     data_dir = Path(tempfile.mkdtemp(prefix="fraudguard-bench-db-"))
-    name = f"fg_bench_{secrets.token_hex(4)}"
-    target = None
     try:
-        if dsn is not None:
-            admin = await asyncpg.connect(dsn)
-            try:
-                await admin.execute(f"CREATE DATABASE {name}")
-            finally:
-                await admin.close()
-            target = with_database(dsn, name)
-        async with await Database.open(target, data_dir) as db:
-            return await _stages(db, n_blocks, rounds)
+        async with contextlib.AsyncExitStack() as stack:
+            target = None if dsn is None else await stack.enter_async_context(scratch_database(dsn))
+            async with await Database.open(target, data_dir) as db:
+                return await _stages(db, n_blocks, rounds)
     finally:
-        if dsn is not None:
-            admin = await asyncpg.connect(dsn)
-            try:
-                await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-            finally:
-                await admin.close()
         shutil.rmtree(data_dir, ignore_errors=True)
 
 
