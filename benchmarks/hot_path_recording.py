@@ -118,7 +118,6 @@ async def _measure(database: Database, work: Path, args: argparse.Namespace) -> 
                              "rejected": writer.stats.rejected}
     finally:
         await recorder.close()
-        outage.close()
     return results
 
 

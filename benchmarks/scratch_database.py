@@ -7,36 +7,27 @@ import contextlib
 import secrets
 from collections.abc import AsyncIterator, Iterator
 
-import asyncpg
-
 from fraudguard.db.dsn import with_database
-
-
-async def _execute(dsn: str, statement: str) -> None:
-    conn = await asyncpg.connect(dsn, timeout=10)
-    try:
-        await conn.execute(statement)
-    finally:
-        await conn.close()
+from tests.pg import execute
 
 
 @contextlib.asynccontextmanager
 async def scratch_database(admin_dsn: str) -> AsyncIterator[str]:
     """The DSN of a fresh database on ``admin_dsn``'s server (a role that may create databases)."""
     name = f"fg_bench_{secrets.token_hex(4)}"
-    await _execute(admin_dsn, f"CREATE DATABASE {name}")
+    await execute(admin_dsn, f"CREATE DATABASE {name}")
     try:
         yield with_database(admin_dsn, name)
     finally:
-        await _execute(admin_dsn, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        await execute(admin_dsn, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 @contextlib.contextmanager
 def scratch_database_sync(admin_dsn: str) -> Iterator[str]:
     """:func:`scratch_database` for code outside an event loop."""
     name = f"fg_bench_{secrets.token_hex(4)}"
-    asyncio.run(_execute(admin_dsn, f"CREATE DATABASE {name}"))
+    asyncio.run(execute(admin_dsn, f"CREATE DATABASE {name}"))
     try:
         yield with_database(admin_dsn, name)
     finally:
-        asyncio.run(_execute(admin_dsn, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        asyncio.run(execute(admin_dsn, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))

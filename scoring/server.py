@@ -216,8 +216,6 @@ async def _stop_recording(database: Database | None, recorder: Recorder | None) 
                 await recorder.close()
             except RecorderError as exc:
                 log.error("decisions could not all be stored", extra={"error": str(exc)})
-            finally:
-                await asyncio.to_thread(recorder.writer.journal.close)
     finally:
         if database is not None:
             await database.close()
@@ -243,7 +241,8 @@ async def start_server(settings: Settings) -> ScoringServer:
     # onnxruntime already keeps the cores busy
     overlap = OVERLAP_MIN_ROWS if settings.onnx_threads == 1 else None
     scorer = Scorer(engine, model, bands, settings.top_reasons, overlap_min_rows=overlap)
-    await asyncio.to_thread(warm_up, scorer, PanTokenizer(key))
+    tokenizer = PanTokenizer(key)
+    await asyncio.to_thread(warm_up, scorer, tokenizer)
     # Everything loaded so far (models, compiled kernels, the state) lives as long as the process: move it out of
     # the collector's generations, so full collections do not walk it while serving (pauses of milliseconds).
     gc.collect()
@@ -259,8 +258,8 @@ async def start_server(settings: Settings) -> ScoringServer:
     try:
         if settings.record:
             assert database is not None
-            recorder = await _start_recording(settings, PanTokenizer(key), database)
-        return await _bind_and_serve(settings, scorer, model, options, PanTokenizer(key), database, recorder)
+            recorder = await _start_recording(settings, tokenizer, database)
+        return await _bind_and_serve(settings, scorer, model, options, tokenizer, database, recorder)
     except BaseException:
         await _stop_recording(database, recorder)
         raise

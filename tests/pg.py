@@ -60,7 +60,7 @@ def _without_fsync(handle: EmbeddedPostgres) -> EmbeddedPostgres:
     async def alter() -> None:
         for statement in ("ALTER SYSTEM SET fsync = off", "ALTER SYSTEM SET synchronous_commit = off",
                           "SELECT pg_reload_conf()"):
-            await _execute(handle.admin_dsn, statement)
+            await execute(handle.admin_dsn, statement)
 
     asyncio.run(alter())
     return handle
@@ -83,11 +83,11 @@ def pg_server(request: pytest.FixtureRequest) -> Iterator[Server]:
         if not admin:
             pytest.skip(f"set {TEST_DSN_ENV} to run the contract suite against a real PostgreSQL too")
     name = f"{PREFIX}_{secrets.token_hex(2)}_{request.param}"
-    asyncio.run(_execute(admin, f'CREATE DATABASE "{name}"'))
+    asyncio.run(execute(admin, f'CREATE DATABASE "{name}"'))
     try:
         yield Server(request.param, admin, with_database(admin, name))
     finally:
-        asyncio.run(_execute(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        asyncio.run(execute(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @pytest.fixture
@@ -96,25 +96,27 @@ async def dsn(pg_server: Server) -> AsyncIterator[str]:
 
     (A schema costs milliseconds where a database costs a few hundred: the code under test resolves every name
     through the search path, so this also shows it working outside ``public``.)"""
-    schema = f"t{next(_numbers)}"
-    await _execute(pg_server.dsn, f'CREATE SCHEMA "{schema}"')
-    try:
-        separator = "&" if "?" in pg_server.dsn else "?"
-        yield f"{pg_server.dsn}{separator}search_path={schema}"
-    finally:
-        await _execute(pg_server.dsn, f'DROP SCHEMA "{schema}" CASCADE')
+    async with _fresh_schema(pg_server.dsn, "t") as schema_dsn:
+        yield schema_dsn
 
 
 @pytest.fixture
 async def embedded_dsn(embedded_server: EmbeddedPostgres) -> AsyncIterator[str]:
     """A fresh schema on the embedded server only, for tests that need a database but are not about one."""
-    schema = f"e{next(_numbers)}"
-    await _execute(embedded_server.admin_dsn, f'CREATE SCHEMA "{schema}"')
+    async with _fresh_schema(embedded_server.admin_dsn, "e") as schema_dsn:
+        yield schema_dsn
+
+
+@contextlib.asynccontextmanager
+async def _fresh_schema(database_dsn: str, prefix: str) -> AsyncIterator[str]:
+    """``database_dsn`` with a new empty schema alone on its search path; the schema is dropped after."""
+    schema = f"{prefix}{next(_numbers)}"
+    await execute(database_dsn, f'CREATE SCHEMA "{schema}"')
     try:
-        separator = "&" if "?" in embedded_server.admin_dsn else "?"
-        yield f"{embedded_server.admin_dsn}{separator}search_path={schema}"
+        separator = "&" if "?" in database_dsn else "?"
+        yield f"{database_dsn}{separator}search_path={schema}"
     finally:
-        await _execute(embedded_server.admin_dsn, f'DROP SCHEMA "{schema}" CASCADE')
+        await execute(database_dsn, f'DROP SCHEMA "{schema}" CASCADE')
 
 
 @pytest.fixture
@@ -137,7 +139,8 @@ async def conn(dsn: str) -> AsyncIterator[Any]:
         await connection.close()
 
 
-async def _execute(dsn: str, statement: str) -> None:
+async def execute(dsn: str, statement: str) -> None:
+    """One statement on a connection of its own (CREATE/DROP DATABASE cannot run inside a transaction)."""
     connection = await asyncpg.connect(dsn, timeout=10)
     try:
         await connection.execute(statement)
@@ -152,8 +155,8 @@ def crash_data_dir() -> Iterator[Path]:
     with _embedded_data_dir() as path:
         handle = EmbeddedPostgres.start(path)
         try:
-            asyncio.run(_execute(handle.admin_dsn, "ALTER SYSTEM SET fsync = off"))
-            asyncio.run(_execute(handle.admin_dsn, "SELECT pg_reload_conf()"))
+            asyncio.run(execute(handle.admin_dsn, "ALTER SYSTEM SET fsync = off"))
+            asyncio.run(execute(handle.admin_dsn, "SELECT pg_reload_conf()"))
         finally:
             handle.stop()
         yield path

@@ -43,7 +43,7 @@ from fraudguard.db.embedded import is_running
 from fraudguard.db.errors import translated_errors
 from fraudguard.db.migrate import LOCK_KEY, applied_migrations, migrate
 from fraudguard.db.partitions import list_partitions
-from tests.pg import PREFIX, Server, _embedded_data_dir, _execute, _without_fsync
+from tests.pg import PREFIX, Server, _embedded_data_dir, _without_fsync, execute
 
 TODAY = date(2025, 3, 10)
 SMALL = PartitionPolicy(ahead_days=1, behind_days=0)  # fewer partitions, faster, where they do not matter
@@ -391,7 +391,7 @@ async def test_health_recovers_from_a_dropped_connection(dsn: str, tmp_path: Pat
     try:
         async with db.connection() as conn:
             pid = await conn.fetchval("SELECT pg_backend_pid()")
-        await _execute(dsn, f"SELECT pg_terminate_backend({int(pid)})")
+        await execute(dsn, f"SELECT pg_terminate_backend({int(pid)})")
         await db.health()  # may see the dead connection, but never raises
         assert (await db.health()).ok  # the pool replaced it
     finally:

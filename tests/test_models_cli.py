@@ -21,7 +21,7 @@ from fraudguard.db.dsn import with_database
 from fraudguard.exit_codes import ExitCode
 from scoring.features import N_FEATURES
 from scoring.model import PROMOTED_FILE, ModelRuntime, list_bundles, load_bundle, promoted_version
-from tests.pg import PREFIX, _execute
+from tests.pg import PREFIX, execute
 from trainer.models_cli import DEMO_ACTOR, main
 
 DEMO_TRANSACTIONS = "20000"
@@ -32,11 +32,11 @@ UNREACHABLE = "postgresql://nobody@127.0.0.1:1/x"
 def demo_dsn(embedded_server: EmbeddedPostgres) -> Iterator[str]:
     """A database of its own for the session's demo bundle (its promotion is recorded there)."""
     name = f"{PREFIX}_models_demo"
-    asyncio.run(_execute(embedded_server.admin_dsn, f'CREATE DATABASE "{name}"'))
+    asyncio.run(execute(embedded_server.admin_dsn, f'CREATE DATABASE "{name}"'))
     try:
         yield with_database(embedded_server.admin_dsn, name)
     finally:
-        asyncio.run(_execute(embedded_server.admin_dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        asyncio.run(execute(embedded_server.admin_dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @pytest.fixture(scope="session")

@@ -58,7 +58,8 @@ class NoSync:
 
 
 class Recorder:
-    """Owns the write-ahead journal; feeds the writer. Make with :meth:`open`, then :meth:`start` in the loop."""
+    """Owns the write-ahead journal and (closing) the writer's outage journal; feeds the writer. Open both with
+    :meth:`open_journals`, then :meth:`start` in the loop, :meth:`close` at the end."""
 
     def __init__(self, writer: DecisionWriter, ahead: Journal, tokenizer: PanTokenizer,
                  ack_interval_s: float = 0.1) -> None:
@@ -69,7 +70,6 @@ class Recorder:
         self._ack_interval = ack_interval_s
         self._pending: deque[tuple[Item, int]] = deque()  # handed to the writer, not yet durable, in order
         self._durable_seq = 0
-        self._acked_at = 0.0
         self._ack_task: asyncio.Task[None] | None = None
         self.ahead_refused = 0  # messages answered UNAVAILABLE because the write-ahead journal refused them
 
@@ -175,7 +175,7 @@ class Recorder:
                 log.exception("write-ahead journal: cannot acknowledge; its records will be stored again later")
 
     async def close(self, timeout_s: float = 30.0) -> None:
-        """Store everything accepted (database or outage journal), acknowledge it, close the journals."""
+        """Store everything accepted (database or outage journal), acknowledge it, close both journals."""
         try:
             await self.writer.close(timeout_s)
         finally:
@@ -184,7 +184,10 @@ class Recorder:
                 with contextlib.suppress(asyncio.CancelledError):
                     await self._ack_task
             self._acknowledge()
-            self._ahead.close()
+            try:
+                self._ahead.close()
+            finally:
+                await asyncio.to_thread(self.writer.journal.close)
 
     def journal_backlog(self) -> int:
         return self._ahead.last_seq - self._ahead.acknowledged_seq

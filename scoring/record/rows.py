@@ -147,31 +147,14 @@ def copy_float4_array(values: npt.NDArray[np.float32]) -> bytes:
 
 
 def record_copy_rows(record: DecisionRecord) -> CopyRows:
-    """``record`` as one binary COPY tuple in :data:`COPY_COLUMNS` order (the same values as :func:`to_row`)."""
+    """``record`` as one binary COPY tuple in :data:`COPY_COLUMNS` order: its :func:`to_row`, laid out by
+    :func:`tuple_copy_rows`."""
+    if np.ndim(record.features) != 1:  # the table's CHECK (array_ndims(features) = 1) refuses it
+        raise CopyEncodingError(f"decision features must have one dimension, got shape {np.shape(record.features)}")
     try:
-        return _record_copy_rows(record)
+        return tuple_copy_rows([to_row(record)])
     except (struct.error, OverflowError) as exc:
         raise CopyEncodingError(f"decision {record.transaction_id!r}: {exc}") from exc
-
-
-def _record_copy_rows(r: DecisionRecord) -> CopyRows:
-    features = np.asarray(r.features, dtype=np.float32)
-    if features.ndim != 1:  # the table's CHECK (array_ndims(features) = 1) refuses it
-        raise CopyEncodingError(f"decision features must have one dimension, got shape {features.shape}")
-    day = r.event_time_us // _US_PER_DAY
-    parts = (
-        COPY_FIELDS, _I4_I8(8, r.event_time_us - PG_EPOCH_US), _I4_I4(4, day - PG_EPOCH_DAY),
-        _I4_I8(8, r.amount_minor), _I4_F8(8, r.score), _I4_F8(8, r.server_time_us),
-        _I4_I8(8, r.decided_at_us - PG_EPOCH_US), _copy_f8(r.anomaly_score), _copy_bytes(r.email_enc),
-        _copy_jsonb(r.rule_versions), _copy_jsonb(r.rule_hits), copy_text(r.model_version),
-        copy_float4_array(features), copy_text(r.transaction_id), copy_text(r.card_token), copy_text(r.card_bin),
-        copy_text(r.card_last4), copy_text(r.customer_id), copy_text(r.merchant_id),
-        COPY_NULL if r.mcc is None else _I4_I4(4, r.mcc), copy_text(r.merchant_country), copy_text(r.channel),
-        copy_text(r.entry_mode), copy_text(r.currency), _copy_f8(r.latitude), _copy_f8(r.longitude),
-        _copy_bytes(r.device_id_enc), _copy_bytes(r.ip_address_enc), copy_text(r.personal_key_id),
-        copy_text(r.action), _copy_jsonb(r.reasons),
-    )
-    return CopyRows([b"".join(parts)], 1, np.array([day], np.int64))
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,10 +221,6 @@ def to_row(record: DecisionRecord) -> tuple[Any, ...]:
         r.personal_key_id, r.features.tolist(), r.model_version, r.anomaly_score, r.rule_versions, r.rule_hits,
         r.score, r.action, r.reasons, r.server_time_us, _time(r.decided_at_us),
     )
-
-
-def to_rows(records: Sequence[DecisionRecord]) -> list[tuple[Any, ...]]:
-    return [to_row(r) for r in records]
 
 
 def encode(record: DecisionRecord) -> bytes:

@@ -446,7 +446,7 @@ class DecisionWriter:
 
     async def _write(self, items: Sequence[Item], counter: str) -> bool:
         """Store ``items`` idempotently; False when the database is unavailable (nothing is known stored)."""
-        payload = _Payload(items, self._seal, self._key_id)  # encoded off the loop, chunk by chunk
+        payload = _Payload(items, self._seal, self._key_id)  # encoded chunk by chunk as the COPY asks
         try:
             inserted = await self._copy_making_partitions(payload)
         except Exception as exc:
