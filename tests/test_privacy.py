@@ -172,8 +172,8 @@ async def test_unreadable_rows_are_left_as_they_were_and_reported(db: Database, 
     await _insert(db, "decisions", _base("tx-9", "cust-1", 9) | _sealed(None, "", {})
                   | {"device_id_enc": good, "personal_key_id": "k-gone"})  # a key no longer held
     async with db.connection() as conn:  # one altered byte in tx-1's e-mail
-        await conn.execute("UPDATE decisions SET email_enc = overlay(email_enc placing '\\x00'::bytea from 20) "
-                           "WHERE transaction_id = 'tx-1'")
+        await conn.execute("UPDATE decisions SET email_enc = set_byte(email_enc, 19, get_byte(email_enc, 19) # 255) "
+                           "WHERE transaction_id = 'tx-1'")  # every bit of byte 19 flipped: always a change
         await conn.execute("UPDATE decisions SET email_enc = '' WHERE transaction_id = 'tx-2'")  # holds nothing
     before = await _rows(db, "decisions")
     keyring.add_key(key_path)
