@@ -4,7 +4,8 @@ A key reads ``fgk_<id>_<secret>``: ``id`` (16 hex digits) is public and names th
 log; ``secret`` is 32 random bytes in URL-safe base64. The database keeps the SHA-256 of the whole key, which is
 enough because the secret is random (no dictionary to try): a leaked table does not give working keys.
 
-Roles: ``scorer`` (score and report outcomes), ``analyst`` (report outcomes, read decisions), ``admin`` (all).
+Roles: ``scorer`` (score, report outcomes, read the model info), ``analyst`` (report outcomes, read decisions and
+the model info), ``admin`` (all).
 Creating and revoking are audited in the same transaction as the change.
 
 :class:`ApiKeyVerifier` answers "which key is this?" for every call. It caches each key's row for ``ttl_s``

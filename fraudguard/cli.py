@@ -13,6 +13,7 @@ import sys
 # subcommand -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("scoring.server", "run the gRPC scoring server"),
+    "gateway": ("gateway.server", "run the REST gateway (JSON API, Stripe webhooks, metrics) in front of serve"),
     "generate": ("trainer.generate_cli", "write synthetic payments with labelled fraud scenarios"),
     "train": ("trainer.train_cli", "train a model bundle on a payments file"),
     "evaluate": ("trainer.evaluate_cli", "score a period with a bundle and write an evaluation report"),

@@ -227,10 +227,11 @@ async def _store(conn: asyncpg.Connection, table: str, current: str, resealed: S
 
 
 async def keys_in_use(db: Database) -> dict[str, int]:
-    """Key id → rows (in both tables) whose personal values it sealed."""
+    """Key id → rows (in both tables, and the gateway's unprocessed Stripe events) whose personal values it
+    sealed."""
     used: dict[str, int] = {}
     async with db.connection() as conn:
-        for table in TABLES:
+        for table in (*TABLES, "stripe_events"):
             rows = await conn.fetch(f"SELECT personal_key_id AS k, count(*) AS n FROM {table} "
                                     "WHERE personal_key_id IS NOT NULL GROUP BY 1", timeout=_STATEMENT_TIMEOUT_S)
             for row in rows:

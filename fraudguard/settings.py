@@ -71,10 +71,33 @@ class Settings:
         None, "AES-256-GCM keys for personal fields (default: DATA_DIR/keys/personal.json, made on first start)"
     )
 
+    metrics_listen: str = _opt("", "HOST:PORT where the scoring server serves Prometheus /metrics (empty: off)")
+    # --- the REST gateway (fraudguard gateway) ---
+    gateway_listen: str = _opt("127.0.0.1:8080", "HOST:PORT the REST gateway listens on (port 0: any free port)")
+    scoring_target: str = _opt("127.0.0.1:50051", "HOST:PORT of the scoring server the gateway calls over gRPC")
+    scoring_tls_ca: Path | None = _opt(None, "PEM CA that signed the scoring server's certificate (unset: plaintext)")
+    scoring_api_key: str | None = _opt(
+        None, "API key (scorer role) the gateway's own calls use when the scoring server requires keys; "
+              "callers' keys are passed through as they are"
+    )
+    scoring_timeout_s: float = _opt(2.0, "deadline of each gateway call to the scoring server, in seconds")
+    stripe_webhook_secret: str | None = _opt(
+        None, "the Stripe endpoint's signing secret (whsec_...); unset: the webhook route answers 503"
+    )
+    stripe_tolerance_s: int = _opt(300, "oldest Stripe-Signature timestamp accepted, in seconds")
+    stripe_workers: int = _opt(4, "Stripe events processed at once, off the request path")
+    rate_limit_per_s: float = _opt(200.0, "requests per second each API key (or client address) may make (0: no limit)")
+    rate_limit_burst: int = _opt(400, "requests a key may make at once before the rate limit applies")
+    max_body_bytes: int = _opt(4 * 1024 * 1024, "largest request body the gateway reads, in bytes")
+
     def __post_init__(self) -> None:
-        host, sep, port = self.listen.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-            raise SettingsError(f"listen: expected HOST:PORT, got {self.listen!r}")
+        addresses = ("listen", "gateway_listen", "scoring_target",
+                     *(("metrics_listen",) if self.metrics_listen else ()))
+        for name in addresses:
+            value = getattr(self, name)
+            host, sep, port = value.rpartition(":")
+            if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+                raise SettingsError(f"{name}: expected HOST:PORT, got {value!r}")
         if (self.tls_cert is None) != (self.tls_key is None):
             raise SettingsError("tls_cert and tls_key: give both or neither")
         for name in (
@@ -88,13 +111,19 @@ class Settings:
             "db_pool_size",
             "record_batch_rows",
             "record_queue_rows",
+            "stripe_workers",
+            "max_body_bytes",
         ):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{name}: must be at least 1, got {getattr(self, name)}")
         for name in ("snapshot_interval_s", "model_poll_interval_s", "shutdown_grace_s", "partition_ahead_days",
-                     "retention_days", "record_interval_s"):
+                     "retention_days", "record_interval_s", "stripe_tolerance_s", "rate_limit_per_s"):
             if getattr(self, name) < 0:
                 raise SettingsError(f"{name}: must not be negative, got {getattr(self, name)}")
+        if self.rate_limit_per_s > 0 and self.rate_limit_burst < 1:
+            raise SettingsError(f"rate_limit_burst: must be at least 1, got {self.rate_limit_burst}")
+        if self.scoring_timeout_s <= 0:
+            raise SettingsError(f"scoring_timeout_s: must be positive, got {self.scoring_timeout_s}")
         if self.db_connect_timeout_s <= 0:
             raise SettingsError(f"db_connect_timeout_s: must be positive, got {self.db_connect_timeout_s}")
         if self.retention_days and self.retention_days <= 1:
@@ -149,10 +178,11 @@ class Settings:
         return cls(**values)
 
     @classmethod
-    def add_arguments(cls, parser: argparse.ArgumentParser, only: Sequence[str] | None = None) -> None:
+    def add_arguments(cls, parser: argparse.ArgumentParser, only: Sequence[str] | None = None,
+                      exclude: Sequence[str] = ()) -> None:
         """Add a ``--flag`` per field (default ``None``, so env and defaults still apply)."""
         for f in dataclasses.fields(cls):
-            if only is not None and f.name not in only:
+            if (only is not None and f.name not in only) or f.name in exclude:
                 continue
             env = ENV_PREFIX + f.name.upper()
             parser.add_argument(
@@ -162,6 +192,19 @@ class Settings:
                 metavar=f.name.upper(),
                 help=f"{f.metadata['help']} [env {env}; default {f.default}]",
             )
+
+
+# the settings only the REST gateway reads (``fraudguard serve`` does not offer them as flags)
+GATEWAY_ONLY: tuple[str, ...] = (
+    "gateway_listen", "scoring_target", "scoring_tls_ca", "scoring_api_key", "scoring_timeout_s",
+    "stripe_webhook_secret", "stripe_tolerance_s", "stripe_workers", "rate_limit_per_s", "rate_limit_burst",
+    "max_body_bytes",
+)
+# what ``fraudguard gateway`` offers: its own settings and those of the database, keys and logs it shares
+GATEWAY_SETTINGS: tuple[str, ...] = (
+    *GATEWAY_ONLY, "data_dir", "database_url", "db_pool_size", "db_connect_timeout_s", "auth", "log_level",
+    "partition_ahead_days", "retention_days", "shutdown_grace_s", "personal_key_file",
+)
 
 
 def _coerce(name: str, hint: Any, raw: Any) -> Any:

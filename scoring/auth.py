@@ -39,7 +39,7 @@ METHOD_ROLES: Mapping[str, frozenset[Role]] = {
     f"/{_SERVICE}/Score": frozenset({Role.SCORER}),
     f"/{_SERVICE}/ScoreStream": frozenset({Role.SCORER}),
     f"/{_SERVICE}/ScoreBatch": frozenset({Role.SCORER}),
-    f"/{_SERVICE}/GetModelInfo": frozenset({Role.SCORER}),
+    f"/{_SERVICE}/GetModelInfo": frozenset({Role.SCORER, Role.ANALYST}),
     f"/{_SERVICE}/ReportOutcome": frozenset({Role.SCORER, Role.ANALYST}),
 }
 _ADMIN_ONLY = frozenset({Role.ADMIN})

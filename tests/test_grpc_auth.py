@@ -146,6 +146,7 @@ async def test_the_right_role_passes(served: Served) -> None:
     for key in (k.scorer, k.admin):
         response = await _score(served, key)
         assert response.decision.transaction_id == "tx-1"
+    for key in (k.scorer, k.analyst, k.admin):
         info = await served.stub.GetModelInfo(scoring_pb2.GetModelInfoRequest(), metadata=_auth(key), timeout=10)
         assert info.model_version
     for key in (k.scorer, k.analyst, k.admin):
