@@ -9,7 +9,7 @@ BUF := .tools/node_modules/.bin/buf
 DATA_DIR ?= data
 PYTEST_ARGS ?=
 
-.PHONY: run test lint protos check-protos bench bench-load bench-trainer demo-model clean
+.PHONY: run test lint protos check-protos openapi bench bench-load bench-trainer demo-model clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,7 @@ test: $(VENV)/.installed lint
 lint: $(VENV)/.installed $(BUF)
 	$(BUF) lint
 	$(PY) -m fraudguard.proto.generate --check
+	$(PY) -m gateway.openapi --check
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
@@ -39,6 +40,10 @@ lint: $(VENV)/.installed $(BUF)
 protos: $(VENV)/.installed $(BUF)
 	$(BUF) lint
 	$(PY) -m fraudguard.proto.generate
+
+## openapi: rewrite the committed OpenAPI document (gateway/openapi.json) after changing the REST API
+openapi: $(VENV)/.installed
+	$(PY) -m gateway.openapi
 
 ## bench: pytest-benchmark suites (kernels, model, pipeline)
 bench: $(VENV)/.installed

@@ -171,7 +171,9 @@ def create_app(services: Services | None = None, *, max_body_bytes: int = 4 * 10
         return _json(model_info_json(info))
 
     @app.post("/v1/webhooks/stripe", response_model=schemas.WebhookReceipt, tags=["stripe"],
-              responses=problems.responses(400, 413, 503))
+              responses=problems.responses(400, 413, 503),
+              openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": {
+                  "type": "object", "description": "a Stripe Event, byte for byte as Stripe signed it"}}}}})
     async def stripe_webhook(request: Request, services: ServicesDep,
                              stripe_signature: Annotated[str | None, Header()] = None) -> Response:
         """Point a Stripe webhook endpoint here. The signature is verified against the endpoint secret; the event

@@ -10,13 +10,21 @@ error comes back naming the field.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from fraudguard.currencies import MINOR_UNIT
+
 MAX_ID_CHARS = 128
 MAX_BATCH = 4096
-INT64_MAX = 2**63 - 1
+MAX_AMOUNT_MINOR = 10**15  # the scorer's bound: a quadrillion cents is more than any payment
+
+# the ISO-4217 codes the scorer knows (it converts amounts to major units with their minor-unit exponents)
+if TYPE_CHECKING:
+    Currency = str
+else:
+    Currency = Annotated[Literal[tuple(sorted(MINOR_UNIT))], Field(description="ISO-4217 code, e.g. EUR")]
 
 Channel = Literal["unspecified", "card_present", "ecommerce", "moto", "in_app", "recurring", "atm"]
 EntryMode = Literal["unspecified", "chip", "contactless", "magstripe", "manual", "card_on_file", "wallet"]
@@ -52,8 +60,8 @@ class Transaction(_Strict):
 
     transaction_id: Id
     event_time: AwareDatetime = Field(description="when the payment happened, RFC 3339 with a time zone")
-    amount_minor: Annotated[int, Field(ge=0, le=INT64_MAX, description="amount in minor units of currency")]
-    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$", description="ISO-4217 code, e.g. EUR")]
+    amount_minor: Annotated[int, Field(ge=0, le=MAX_AMOUNT_MINOR, description="amount in minor units of currency")]
+    currency: Currency
     card: Card
     customer_id: OptionalId = ""
     merchant_id: OptionalId = ""

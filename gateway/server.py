@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
+import signal
 import socket
 import sys
 from dataclasses import dataclass
@@ -36,6 +38,14 @@ from gateway.stripe_inbox import StripeInbox, StripeWorkers, validate_secret
 from gateway.upstream import ScoringClient, channel_credentials
 
 log = logging.getLogger("fraudguard.gateway")
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server without its own signal handling: ``_run`` installs handlers that stop it, and the process
+    exits 0 (uvicorn's would re-raise SIGTERM after shutting down, so the exit status would be "killed")."""
+
+    def capture_signals(self) -> contextlib.AbstractContextManager[None]:  # type: ignore[override]
+        return contextlib.nullcontext()
 
 
 class GatewayStartupError(Exception):
@@ -124,7 +134,7 @@ async def start_gateway(settings: Settings) -> RunningGateway:
     config = uvicorn.Config(app, log_config=None, access_log=False, server_header=False, lifespan="off",
                             loop="auto", http="auto", timeout_graceful_shutdown=int(settings.shutdown_grace_s) or 1,
                             limit_concurrency=None, h11_max_incomplete_event_size=64 * 1024)
-    server = uvicorn.Server(config)
+    server = _Server(config)
     workers.start()
     port = sock.getsockname()[1]
     log.info("serving", extra={"port": port, "host": settings.gateway_listen.rpartition(":")[0],
@@ -162,4 +172,8 @@ async def _run(settings: Settings) -> None:
         f"  curl {base}/readyz",
         f"  open {base}/docs for the API; Stripe webhook endpoint: {base}/v1/webhooks/stripe",
     ]), file=sys.stderr, flush=True)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, running.stop)
     await running.serve()
+    log.info("stopped")

@@ -1,4 +1,5 @@
-"""``fraudguard serve`` as a real child process on a loopback port 0, read back from its JSON log."""
+"""``fraudguard serve`` (or ``fraudguard gateway``) as a real child process on a loopback port 0, read back from its
+JSON log."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ class ServerProcess:
     env: dict[str, str] = field(default_factory=dict)
     log_lines: list[str] = field(default_factory=list)
     port: int = 0
+    command: str = "serve"  # or "gateway" (then --gateway-listen on port 0)
     _proc: subprocess.Popen[str] | None = None
     _lines: queue.Queue[str | None] = field(default_factory=queue.Queue)
     _pump_thread: threading.Thread | None = None
@@ -37,7 +39,8 @@ class ServerProcess:
         return self._proc.pid
 
     def start(self, timeout: float = 120.0) -> ServerProcess:
-        cmd = [sys.executable, "-m", "fraudguard.cli", "serve", "--listen", "127.0.0.1:0",
+        listen = "--gateway-listen" if self.command == "gateway" else "--listen"
+        cmd = [sys.executable, "-m", "fraudguard.cli", self.command, listen, "127.0.0.1:0",
                "--data-dir", str(self.data_dir), *self.extra_args]
         env = {**os.environ, "FRAUDGUARD_RECORD": "false", **self.env}  # recording only where a test asks for it
         self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
