@@ -74,6 +74,14 @@ def field_path(loc: Sequence[str | int]) -> str:
     return path or "body"
 
 
+def _message(error: Mapping[str, Any]) -> str:
+    """pydantic's message, except that a long list of allowed values (the currencies) is not spelt out."""
+    message = str(error.get("msg", "invalid"))
+    if error.get("type") == "literal_error" and len(message) > 200:
+        return "not one of the allowed values (the OpenAPI document lists them)"
+    return message
+
+
 def domain_status(exc: FraudguardError) -> int:
     if isinstance(exc, ValidationError):
         return 422
@@ -97,7 +105,7 @@ def install(app: FastAPI) -> None:
         errors = list(exc.errors())
         if any(e.get("type") == "json_invalid" for e in errors):
             return problem_response(request, 400, "the body is not valid JSON", field="body")
-        found = [{"field": field_path(e.get("loc", ())), "message": str(e.get("msg", "invalid"))} for e in errors]
+        found = [{"field": field_path(e.get("loc", ())), "message": _message(e)} for e in errors]
         first = found[0] if found else {"field": "body", "message": "invalid"}
         return problem_response(request, 422, f"{first['field']}: {first['message']}", field=first["field"],
                                 errors=found)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -12,8 +14,9 @@ from tests.gateway_stack import Stack, running_stack, tx_json
 
 
 @pytest.fixture
-async def stack(data_dir: Path, embedded_dsn: str) -> AsyncIterator[Stack]:
-    async with running_stack(data_dir, embedded_dsn) as running:
+async def stack(data_dir: Path, dsn: str) -> AsyncIterator[Stack]:
+    """On the embedded PostgreSQL, and on the machine's own when FRAUDGUARD_TEST_DSN names it."""
+    async with running_stack(data_dir, dsn) as running:
         yield running
 
 
@@ -53,11 +56,23 @@ async def test_a_field_the_schema_refuses_is_named(stack: Stack) -> None:
     assert {"field": "transaction.amount_minor"}.items() <= dict(body["errors"][0]).items()  # type: ignore[index]
 
 
+def in_two_days() -> str:
+    """An event time the schema allows and the scorer refuses (at most a day ahead of its clock)."""
+    return datetime.fromtimestamp(time.time() + 2 * 86_400, UTC).isoformat()
+
+
 async def test_a_field_the_scorer_refuses_is_named(stack: Stack) -> None:
-    # a currency code of the right shape that ISO-4217 does not have: only the scorer knows
+    response = await stack.http.post("/v1/score", json={"transaction": tx_json(3, event_time=in_two_days())})
+    assert response.status_code == 422
+    assert problem(response)["field"] == "transaction.event_time"
+
+
+async def test_an_unknown_currency_is_named_briefly(stack: Stack) -> None:
     response = await stack.http.post("/v1/score", json={"transaction": tx_json(3, currency="QQQ")})
     assert response.status_code == 422
-    assert problem(response)["field"] == "transaction.currency"
+    body = problem(response)
+    assert body["field"] == "transaction.currency"
+    assert len(str(body["detail"])) < 200
 
 
 async def test_a_body_that_is_not_json_is_a_400_and_never_echoed(stack: Stack) -> None:
@@ -79,13 +94,13 @@ async def test_unknown_fields_are_refused(stack: Stack) -> None:
 
 
 async def test_batch_gives_each_transaction_its_result(stack: Stack) -> None:
-    transactions = [tx_json(10), tx_json(11, currency="QQQ"), tx_json(12)]
+    transactions = [tx_json(10), tx_json(11, event_time=in_two_days()), tx_json(12)]
     response = await stack.http.post("/v1/score:batch", json={"transactions": transactions})
     assert response.status_code == 200, response.text
     results = response.json()["results"]
     assert [r["transaction_id"] for r in results] == ["rest-10", "rest-11", "rest-12"]
     assert "decision" in results[0] and "decision" in results[2]
-    assert results[1]["error"]["field"] == "transactions[1].currency"
+    assert results[1]["error"]["field"] == "transactions[1].event_time"
     assert results[1]["error"]["code"] == 3
     for transaction_id in ("rest-10", "rest-12"):
         await stack.decision_row(transaction_id)
@@ -214,7 +229,8 @@ async def test_metrics(stack: Stack) -> None:
 
     for i in range(3):
         assert (await stack.http.post("/v1/score", json={"transaction": tx_json(70 + i)})).status_code == 200
-    assert (await stack.http.post("/v1/score", json={"transaction": tx_json(80, currency="QQQ")})).status_code == 422
+    refused = await stack.http.post("/v1/score", json={"transaction": tx_json(80, event_time=in_two_days())})
+    assert refused.status_code == 422
     text = (await stack.http.get("/metrics")).text
     samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
                for family in text_string_to_metric_families(text) for s in family.samples}
@@ -227,3 +243,17 @@ async def test_metrics(stack: Stack) -> None:
     assert samples[("fraudguard_gateway_score_count", ())] == 3
     assert samples[("fraudguard_gateway_upstream_errors_total", (("code", "INVALID_ARGUMENT"),))] == 1
     assert samples[("fraudguard_gateway_request_seconds_count", (("route", "/v1/score"),))] == 4
+
+
+async def test_the_readme_curl_example_gets_a_decision(stack: Stack) -> None:
+    import json
+    import re
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme[readme.index("## REST gateway"):]
+    body = re.search(r"/v1/score -H 'content-type: application/json' -d '(.*?)'", section, flags=re.S)
+    assert body is not None, "the README's gateway section has no curl example"
+    response = await stack.http.post("/v1/score", content=body.group(1).encode(),
+                                     headers={"content-type": "application/json"})
+    assert response.status_code == 200, response.text
+    assert response.json()["decision"]["transaction_id"] == json.loads(body.group(1))["transaction"]["transaction_id"]
