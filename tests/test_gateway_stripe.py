@@ -11,7 +11,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.gateway_stack import Stack, running_stack, sign
@@ -187,3 +190,57 @@ async def test_many_deliveries_at_once_are_all_acknowledged_and_processed(stack:
     async with stack.db.connection() as conn:
         assert await conn.fetchval("SELECT count(*) FROM stripe_events WHERE state = 'done'") == len(events)
     print(f"{len(events)} deliveries acknowledged in {acknowledged_in:.3f} s")
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=False) | st.text(max_size=40),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4),
+    max_leaves=12,
+)
+PATHS = [("created",), ("type",), ("data",), ("data", "object"), ("data", "object", "amount"),
+         ("data", "object", "currency"), ("data", "object", "payment_intent"), ("data", "object", "customer"),
+         ("data", "object", "payment_method_details"), ("data", "object", "payment_method_details", "card"),
+         ("data", "object", "metadata"), ("data", "object", "created"), ("account",)]
+
+
+async def test_hostile_signed_events_never_break_the_gateway(stack: Stack) -> None:
+    """Signed (so they pass verification) but malformed events: each is refused with 400 or acknowledged; the
+    workers then finish every stored one (done, ignored or failed), and the gateway stays healthy."""
+    base = [stripe_event(name) for name in ("charge.succeeded", "payment_intent.succeeded",
+                                            "charge.dispute.created", "radar.early_fraud_warning.created")]
+    statuses: list[int] = []
+
+    @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+    @given(which=st.integers(0, len(base) - 1), path=st.sampled_from(PATHS), value=JSON_VALUES,
+           raw=st.booleans())
+    def post(which: int, path: tuple[str, ...], value: object, raw: bool) -> None:
+        event = json.loads(json.dumps(base[which]))
+        event["id"] = "evt_" + secrets.token_hex(12)
+        if raw:
+            body = json.dumps(value)
+        else:
+            node = event
+            for key in path[:-1]:
+                node = node[key] if isinstance(node.get(key), dict) else node.setdefault(key, {})
+            node[path[-1]] = value
+            body = json.dumps(event)
+        response = httpx.post(f"{stack.base_url}/v1/webhooks/stripe", content=body.encode(),
+                              headers={"Stripe-Signature": sign(body)}, timeout=30)
+        assert response.status_code in (200, 400), response.text
+        statuses.append(response.status_code)
+
+    await asyncio.to_thread(post)  # the servers run on this loop meanwhile
+    assert 200 in statuses and 400 in statuses
+    deadline = time.monotonic() + 60
+    while True:
+        async with stack.db.connection() as conn:
+            pending = await conn.fetchval("SELECT count(*) FROM stripe_events WHERE state = 'pending'")
+        if pending == 0:
+            break
+        assert time.monotonic() < deadline, f"{pending} events still pending"
+        await asyncio.sleep(0.1)
+    assert (await stack.http.get("/readyz")).status_code == 200
+    fine = stripe_event("charge.succeeded", id="ch_after_fuzz", payment_intent="pi_after_fuzz")
+    assert (await deliver(stack, fine)).status_code == 200
+    assert (await stack.stripe_event_state(fine["id"]))["state"] == "done"
