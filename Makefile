@@ -23,7 +23,7 @@ $(BUF):
 ## run: set up, make a demo model bundle if none is promoted, serve on embedded defaults
 run: $(VENV)/.installed
 	$(BIN)/fraudguard models demo --data-dir $(DATA_DIR) --if-missing
-	$(BIN)/fraudguard serve --data-dir $(DATA_DIR)
+	$(BIN)/fraudguard serve --data-dir $(DATA_DIR) --metrics-listen 127.0.0.1:9464
 
 ## test: set up and run the whole suite (buf lint, stub check, ruff, mypy, pytest)
 test: $(VENV)/.installed lint

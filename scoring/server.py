@@ -3,7 +3,8 @@
 Start: settings → logging → PAN key → entity state (restored from the last snapshot) →
 promoted model bundle → database (when recording or auth is on; embedded unless
 ``database_url``) → journals and decision writer (``scoring.record.recorder``) → bind →
-serve, with health, reflection and, with ``auth``, the API-key interceptor. A model watcher
+serve, with health, reflection and, with ``auth``, the API-key interceptor (and, with ``metrics_listen``,
+Prometheus ``/metrics`` over HTTP, see ``scoring.metrics``). A model watcher
 swaps newly promoted bundles in; periodic tasks snapshot the state and keep the daily
 partitions. SIGTERM/SIGINT: health goes NOT_SERVING, in-flight calls get
 ``shutdown_grace_s`` to finish, every answered decision is stored (or journaled), the state
@@ -36,11 +37,12 @@ from fraudguard.proto.fraud.v1 import scoring_pb2, transaction_pb2
 from fraudguard.security.keyfile import KeyFileError, load_or_create_key
 from fraudguard.security.pan import PanTokenizer
 from fraudguard.security.personal import Keyring, personal_aad
-from fraudguard.settings import Settings, SettingsError
+from fraudguard.settings import GATEWAY_ONLY, Settings, SettingsError
 from scoring.auth import make_auth_interceptor
 from scoring.decision import parse_bands
 from scoring.features import EngineCapacity, FeatureEngine, SnapshotError
 from scoring.features.engine import write_snapshot
+from scoring.metrics import MetricsEndpoint, ScoringMetrics, scoring_registry
 from scoring.model import ActiveModel, ModelWatcher, load_promoted
 from scoring.record import DecisionWriter, JournalError, RecorderError
 from scoring.record.recorder import Recorder
@@ -118,7 +120,8 @@ def _credentials(settings: Settings) -> grpc.ServerCredentials | None:
 
 @dataclass
 class ScoringServer:
-    """A running server; ``port`` is the bound port (useful with ``listen=...:0``)."""
+    """A running server; ``port`` is the bound port (useful with ``listen=...:0``), ``metrics_port`` that of
+    ``/metrics`` (``None`` without ``metrics_listen``)."""
 
     settings: Settings
     server: grpc.aio.Server
@@ -128,7 +131,13 @@ class ScoringServer:
     watcher: ModelWatcher
     database: Database | None = None
     recorder: Recorder | None = None
+    metrics: ScoringMetrics | None = None
+    metrics_endpoint: MetricsEndpoint | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    @property
+    def metrics_port(self) -> int | None:
+        return None if self.metrics_endpoint is None else self.metrics_endpoint.port
 
     async def snapshot(self) -> Path:
         """Copy the occupied state on the loop (consistent), write it off the loop."""
@@ -165,16 +174,21 @@ class ScoringServer:
         log.info("model swapped in", extra={"model_version": model.bundle.manifest.version})
 
     async def stop(self, grace: float | None = None) -> None:
-        """Stop taking calls, let in-flight ones finish within ``grace``, snapshot the state."""
-        await self.health.enter_graceful_shutdown()
-        await self.watcher.stop()
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self.server.stop(self.settings.shutdown_grace_s if grace is None else grace)
-        self.scorer.close()
-        await _stop_recording(self.database, self.recorder)
-        path = await self.snapshot()
+        """Stop taking calls, let in-flight ones finish within ``grace``, snapshot the state; ``/metrics`` is
+        served until the end."""
+        try:
+            await self.health.enter_graceful_shutdown()
+            await self.watcher.stop()
+            for task in self._tasks:
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            await self.server.stop(self.settings.shutdown_grace_s if grace is None else grace)
+            self.scorer.close()
+            await _stop_recording(self.database, self.recorder)
+            path = await self.snapshot()
+        finally:
+            if self.metrics_endpoint is not None:
+                await asyncio.to_thread(self.metrics_endpoint.close)
         log.info("stopped", extra={"snapshot": str(path)})
 
 
@@ -265,12 +279,37 @@ async def start_server(settings: Settings) -> ScoringServer:
         raise
 
 
+def _start_metrics(settings: Settings, metrics: ScoringMetrics | None, scorer: Scorer,
+                   recorder: Recorder | None) -> MetricsEndpoint | None:
+    if metrics is None:
+        return None
+    try:
+        return MetricsEndpoint.start(settings.metrics_listen, scoring_registry(metrics, scorer, recorder))
+    except OSError as exc:
+        raise StartupError(ExitCode.CANNOT_BIND, f"cannot serve metrics on {settings.metrics_listen}: {exc}") from exc
+
+
 async def _bind_and_serve(settings: Settings, scorer: Scorer, model: ActiveModel, options: list[tuple[str, int]],
                           tokenizer: PanTokenizer, database: Database | None, recorder: Recorder | None,
                           ) -> ScoringServer:
+    metrics = ScoringMetrics() if settings.metrics_listen else None
+    endpoint = _start_metrics(settings, metrics, scorer, recorder)
+    try:
+        return await _bind_grpc_and_serve(settings, scorer, model, options, tokenizer, database, recorder, metrics,
+                                          endpoint)
+    except BaseException:
+        if endpoint is not None:
+            endpoint.close()
+        raise
+
+
+async def _bind_grpc_and_serve(settings: Settings, scorer: Scorer, model: ActiveModel,
+                               options: list[tuple[str, int]], tokenizer: PanTokenizer, database: Database | None,
+                               recorder: Recorder | None, metrics: ScoringMetrics | None,
+                               metrics_endpoint: MetricsEndpoint | None) -> ScoringServer:
     interceptors = [make_auth_interceptor(ApiKeyVerifier(database))] if settings.auth and database else []
     server = grpc.aio.server(options=options, interceptors=interceptors)
-    add_scoring_service(ScoringServicer(scorer, tokenizer, settings.max_batch, recorder), server)
+    add_scoring_service(ScoringServicer(scorer, tokenizer, settings.max_batch, recorder, metrics), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
@@ -297,6 +336,8 @@ async def _bind_and_serve(settings: Settings, scorer: Scorer, model: ActiveModel
         ModelWatcher(settings.models_dir, settings.model_poll_interval_s, settings.onnx_threads),
         database,
         recorder,
+        metrics,
+        metrics_endpoint,
     )
     running.watcher.start(running._on_new_model, current_version=model.bundle.manifest.version)
     if settings.snapshot_interval_s > 0:
@@ -314,6 +355,7 @@ async def _bind_and_serve(settings: Settings, scorer: Scorer, model: ActiveModel
             "recording": recorder is not None,
             "database": database.target if database is not None else None,
             "model_version": model.bundle.manifest.version,
+            "metrics_port": running.metrics_port,
         },
     )
     return running
@@ -330,7 +372,12 @@ async def _serve(settings: Settings) -> None:
         f"fraudguard scoring server on {host}:{running.port} — try:",
         f"  fraudguard bench --target {host}:{running.port} --rpc score --duration 5",
         f"  grpcurl -plaintext {host}:{running.port} list",
+        f"REST and Stripe webhooks: fraudguard gateway --data-dir {settings.data_dir} "
+        f"--scoring-target {host}:{running.port}",
     ]
+    if running.metrics_port is not None:
+        metrics_host = settings.metrics_listen.rpartition(":")[0]
+        lines.append(f"  curl http://{metrics_host}:{running.metrics_port}/metrics")
     if running.database is not None:
         where = f"--data-dir {settings.data_dir}" + ("" if settings.database_url is None else " --database-url URL")
         recorded = f"recorded in {running.database.target}" if running.recorder else "not recorded"
@@ -348,7 +395,7 @@ async def _serve(settings: Settings) -> None:
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="fraudguard serve", description="Run the gRPC scoring server.")
-    Settings.add_arguments(parser)
+    Settings.add_arguments(parser, exclude=GATEWAY_ONLY)
     args = parser.parse_args(argv)
     try:
         settings = Settings.from_sources(args)

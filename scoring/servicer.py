@@ -13,7 +13,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import grpc
 import numpy as np
@@ -25,13 +25,16 @@ from fraudguard.proto.fraud.v1 import scoring_pb2
 from fraudguard.security.pan import PanTokenizer
 from scoring.features.keys import entity_key
 from scoring.features.schema import FEATURES
-from scoring.grpc_errors import grpc_errors
+from scoring.grpc_errors import grpc_errors, request_id
 from scoring.record.block import MessageKind
 from scoring.record.recorder import Recorder
 from scoring.scorer import Scorer
 from scoring.serde import MAX_ID_LEN
 from scoring.wire import decode_batch, decode_single, encode_results, encode_score_response
 from scoring.wire.decode import BatchMessage
+
+if TYPE_CHECKING:
+    from scoring.metrics import ScoringMetrics
 
 log = logging.getLogger("fraudguard.scoring")
 
@@ -93,14 +96,18 @@ def add_scoring_service(servicer: ScoringServicer, server: grpc.aio.Server) -> N
 
 
 class ScoringServicer:
-    """Every method validates, hands columns to the Scorer, and translates the answer."""
+    """Every method validates, hands columns to the Scorer, and translates the answer.
+
+    ``metrics``: where the handlers count calls, their status and time (through ``grpc_errors``), and the
+    decisions they answer; ``None`` counts nothing."""
 
     def __init__(self, scorer: Scorer, tokenizer: PanTokenizer, max_batch: int,
-                 recorder: Recorder | None = None) -> None:
+                 recorder: Recorder | None = None, metrics: ScoringMetrics | None = None) -> None:
         self._scorer = scorer
         self._tokenizer = tokenizer
         self._max_batch = max_batch
         self._recorder = recorder
+        self.metrics = metrics
 
     @property
     def scorer(self) -> Scorer:
@@ -116,7 +123,10 @@ class ScoringServicer:
         scored = self._scorer.score(decoded.batch, started)
         if self._recorder is not None:
             self._recorder.record(decoded, scored, request, MessageKind.SCORE)
-        return encode_score_response(scored, decoded.buffer, int(decoded.id_start[0]), int(decoded.id_len[0]))
+        response = encode_score_response(scored, decoded.buffer, int(decoded.id_start[0]), int(decoded.id_len[0]))
+        if self.metrics is not None:
+            self.metrics.decided(scored.scores, scored.actions)
+        return response
 
     def score_many(self, request: bytes, message_type: BatchMessage) -> bytes:
         """A ScoreBatchRequest or ScoreStreamRequest answered with one result per transaction, in order;
@@ -127,8 +137,16 @@ class ScoringServicer:
         if scored is not None and self._recorder is not None:
             kind = MessageKind.BATCH if message_type is scoring_pb2.ScoreBatchRequest else MessageKind.STREAM
             self._recorder.record(decoded, scored, request, kind)
-        return encode_results(scored, decoded.buffer, decoded.id_start, decoded.id_len, decoded.failures,
-                              decoded.n_requested)
+        response = encode_results(scored, decoded.buffer, decoded.id_start, decoded.id_len, decoded.failures,
+                                  decoded.n_requested)
+        metrics = self.metrics
+        if metrics is not None:
+            if scored is not None:
+                metrics.decided(scored.scores, scored.actions)
+            if decoded.failures:
+                method = "ScoreBatch" if message_type is scoring_pb2.ScoreBatchRequest else "ScoreStream"
+                metrics.item_errors(method, len(decoded.failures))
+        return response
 
     @grpc_errors
     async def Score(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
@@ -150,10 +168,15 @@ class ScoringServicer:
     async def ScoreStream(self, request_iterator: AsyncIterator[bytes],
                           context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
         score_many, message_type, recorder = self.score_many, scoring_pb2.ScoreStreamRequest, self._recorder
+        metrics = self.metrics
         async for request in request_iterator:
+            started = time.perf_counter_ns()
             if recorder is not None and not recorder.has_room():
                 await recorder.admit()
-            yield score_many(request, message_type)
+            response = score_many(request, message_type)
+            if metrics is not None:
+                metrics.message_answered("ScoreStream", time.perf_counter_ns() - started)
+            yield response
 
     # --- model and outcomes -------------------------------------------------------------
 
@@ -215,7 +238,8 @@ class ScoringServicer:
             )
             > 0
         )
-        log.info("outcome reported", extra={"outcome": scoring_pb2.Outcome.Name(request.outcome), "applied": applied})
+        log.info("outcome reported", extra={"outcome": scoring_pb2.Outcome.Name(request.outcome), "applied": applied,
+                                            "request_id": request_id(context)})
         return scoring_pb2.ReportOutcomeResponse(applied=applied)
 
 

@@ -257,3 +257,13 @@ async def test_the_readme_curl_example_gets_a_decision(stack: Stack) -> None:
                                      headers={"content-type": "application/json"})
     assert response.status_code == 200, response.text
     assert response.json()["decision"]["transaction_id"] == json.loads(body.group(1))["transaction"]["transaction_id"]
+
+
+async def test_the_request_id_reaches_the_scorers_log(stack: Stack, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="fraudguard.scoring")
+    await stack.http.post("/v1/score", json={"transaction": tx_json(90)})
+    response = await stack.http.post("/v1/outcomes", json={"transaction_id": "rest-90", "outcome": "legitimate"},
+                                     headers={"X-Request-Id": "trace-90"})
+    assert response.status_code == 201
+    reported = [r for r in caplog.records if r.getMessage() == "outcome reported"]
+    assert [getattr(r, "request_id", None) for r in reported] == ["trace-90"]
