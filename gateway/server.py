@@ -10,7 +10,6 @@ database, exit 0.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import logging
@@ -26,10 +25,10 @@ from fraudguard.db import Database, DatabaseError
 from fraudguard.db.configured import exit_code_of, open_database
 from fraudguard.errors import ValidationError
 from fraudguard.exit_codes import ExitCode
-from fraudguard.logs import configure_logging
 from fraudguard.security.keyfile import KeyFileError
 from fraudguard.security.personal import Keyring
-from fraudguard.settings import GATEWAY_SETTINGS, Settings, SettingsError
+from fraudguard.service import StartupError, service_main
+from fraudguard.settings import GATEWAY_SETTINGS, Settings
 from gateway.app import Services, create_app
 from gateway.metrics import GatewayMetrics
 from gateway.ratelimit import RateLimiter
@@ -46,12 +45,6 @@ class _Server(uvicorn.Server):
 
     def capture_signals(self) -> contextlib.AbstractContextManager[None]:  # type: ignore[override]
         return contextlib.nullcontext()
-
-
-class GatewayStartupError(Exception):
-    def __init__(self, code: ExitCode, message: str) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 @dataclass
@@ -91,30 +84,30 @@ def _bind(listen: str) -> socket.socket:
         sock.listen(2048)
     except OSError as exc:
         sock.close()
-        raise GatewayStartupError(ExitCode.CANNOT_BIND, f"cannot listen on {listen}: {exc}") from exc
+        raise StartupError(ExitCode.CANNOT_BIND, f"cannot listen on {listen}: {exc}") from exc
     sock.setblocking(False)
     return sock
 
 
 async def start_gateway(settings: Settings) -> RunningGateway:
-    """Open everything and bind; raises :class:`GatewayStartupError` with the documented exit code."""
+    """Open everything and bind; raises :class:`StartupError` with the documented exit code."""
     try:
         validate_secret(settings.stripe_webhook_secret)
     except ValidationError as exc:
-        raise GatewayStartupError(ExitCode.INVALID_SETTING, str(exc)) from exc
+        raise StartupError(ExitCode.INVALID_SETTING, str(exc)) from exc
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     try:
         keyring = Keyring.load(settings.personal_key_path)
     except KeyFileError as exc:
-        raise GatewayStartupError(ExitCode.KEY_FILE_UNUSABLE, str(exc)) from exc
+        raise StartupError(ExitCode.KEY_FILE_UNUSABLE, str(exc)) from exc
     try:
         credentials = channel_credentials(settings.scoring_tls_ca)
     except OSError as exc:
-        raise GatewayStartupError(ExitCode.TLS_FILES_UNREADABLE, f"scoring_tls_ca: {exc}") from exc
+        raise StartupError(ExitCode.TLS_FILES_UNREADABLE, f"scoring_tls_ca: {exc}") from exc
     try:
         db: Database = await open_database(settings)
     except DatabaseError as exc:
-        raise GatewayStartupError(exit_code_of(exc), str(exc)) from exc
+        raise StartupError(exit_code_of(exc), str(exc)) from exc
     try:
         sock = _bind(settings.gateway_listen)
     except BaseException:
@@ -144,23 +137,8 @@ async def start_gateway(settings: Settings) -> RunningGateway:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="fraudguard gateway",
-                                     description="Run the REST gateway in front of a scoring server.")
-    Settings.add_arguments(parser, only=GATEWAY_SETTINGS)
-    args = parser.parse_args(argv)
-    try:
-        settings = Settings.from_sources(args)
-    except SettingsError as exc:
-        print(f"fraudguard gateway: {exc}", file=sys.stderr)
-        return int(ExitCode.INVALID_SETTING)
-    configure_logging(settings.log_level)
-    try:
-        asyncio.run(_run(settings))
-    except GatewayStartupError as exc:
-        log.error("cannot start", extra={"error": str(exc), "exit_code": int(exc.code)})
-        print(f"fraudguard gateway: {exc}", file=sys.stderr)
-        return int(exc.code)
-    return 0
+    return service_main(argv, prog="fraudguard gateway", run=_run, only=GATEWAY_SETTINGS,
+                        description="Run the REST gateway in front of a scoring server.")
 
 
 async def _run(settings: Settings) -> None:

@@ -13,7 +13,6 @@ is snapshotted, exit 0.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import gc
 import logging
@@ -32,11 +31,11 @@ from fraudguard.db import Database, DatabaseError
 from fraudguard.db.configured import exit_code_of, open_database
 from fraudguard.errors import BundleError
 from fraudguard.exit_codes import ExitCode
-from fraudguard.logs import configure_logging
 from fraudguard.proto.fraud.v1 import scoring_pb2, transaction_pb2
 from fraudguard.security.keyfile import KeyFileError, load_or_create_key
 from fraudguard.security.pan import PanTokenizer
 from fraudguard.security.personal import Keyring, personal_aad
+from fraudguard.service import StartupError, service_main
 from fraudguard.settings import GATEWAY_ONLY, Settings, SettingsError
 from scoring.auth import make_auth_interceptor
 from scoring.decision import parse_bands
@@ -53,14 +52,6 @@ log = logging.getLogger("fraudguard.scoring")
 
 SERVICE_NAME = scoring_pb2.DESCRIPTOR.services_by_name["ScoringService"].full_name
 SNAPSHOT_NAME = "entities.npz"
-
-
-class StartupError(Exception):
-    """The server cannot start; carries the documented exit code."""
-
-    def __init__(self, code: ExitCode, message: str) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 def restore_engine(settings: Settings) -> FeatureEngine:
@@ -394,19 +385,5 @@ async def _serve(settings: Settings) -> None:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="fraudguard serve", description="Run the gRPC scoring server.")
-    Settings.add_arguments(parser, exclude=GATEWAY_ONLY)
-    args = parser.parse_args(argv)
-    try:
-        settings = Settings.from_sources(args)
-    except SettingsError as exc:
-        print(f"fraudguard serve: {exc}", file=sys.stderr)
-        return int(ExitCode.INVALID_SETTING)
-    configure_logging(settings.log_level)
-    try:
-        asyncio.run(_serve(settings))
-    except StartupError as exc:
-        log.error("cannot start", extra={"error": str(exc), "exit_code": int(exc.code)})
-        print(f"fraudguard serve: {exc}", file=sys.stderr)
-        return int(exc.code)
-    return 0
+    return service_main(argv, prog="fraudguard serve", description="Run the gRPC scoring server.", run=_serve,
+                        exclude=GATEWAY_ONLY)

@@ -24,11 +24,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from fraudguard.errors import ValidationError
 from fraudguard.exit_codes import ExitCode
 from fraudguard.proto.fraud.v1 import scoring_pb2, scoring_pb2_grpc
+from fraudguard.service import StartupError
 from scoring.grpc_errors import grpc_errors
 from scoring.metrics import SCORE_BUCKETS, RecordingState, ScoringCollector, ScoringMetrics
 from scoring.model import promote
 from scoring.record import RecorderFull
-from scoring.server import ScoringServer, StartupError, start_server
+from scoring.server import ScoringServer, start_server
 from tests._model_helpers import make_bundle, train_booster
 from tests._server_process import ServerProcess
 from tests.conftest import MODEL_VERSION, make_transaction, server_settings
