@@ -14,10 +14,11 @@ old keyring keep sealing with the old key, so restart them between rotating and 
 Erasure (:func:`erase_customer`) is GDPR's right to erasure. The rows stay (they are the accounting of what was
 scored and decided, and the model statistics), but everything in them that points at the person goes:
 ``customer_id`` becomes NULL (not a marker: a hash of a guessable id is still personal data), the personal
-ciphertexts, their key id and the location become NULL. Card token, BIN and last four stay: chargebacks and
-payment records must be kept by law, and they identify a card, which the processor holds anyway. Labels are left
-alone. The audit entry names the customer only by a keyed digest (:func:`erasure_subject`), so the request can be
-proved later from the id without the audit log (which cannot be erased) holding it.
+ciphertexts (device id, IP address, e-mail), their key id and the location become NULL. Card token, BIN and last
+four stay: chargebacks and payment records must be kept by law, and they identify a card, which the processor holds
+anyway. So do the countries (the card's, billing, shipping): a country is where millions live, not a person.
+Labels are left alone. The audit entry names the customer only by a keyed digest (:func:`erasure_subject`), so the
+request can be proved later from the id without the audit log (which cannot be erased) holding it.
 """
 
 from __future__ import annotations

@@ -9,9 +9,11 @@ from __future__ import annotations
 import logging
 import re
 
-_PAN = re.compile(r"(?<![0-9])[0-9](?:[ -]?[0-9]){12,18}(?![0-9])")
+MIN_PAN_DIGITS, MAX_PAN_DIGITS = 13, 19
+_PAN = re.compile(rf"(?<![0-9])[0-9](?:[ -]?[0-9]){{{MIN_PAN_DIGITS - 1},{MAX_PAN_DIGITS - 1}}}(?![0-9])")
 _CVV = re.compile(r"(?i)\b(cvv2?|cvc2?|cid|csc|security[_ ]?code)(\W{0,3})([0-9]{3,4})\b")
-_EMAIL = re.compile(r"[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,24}")
+# the local part may hold a card number replaced already ("[PAN]@example.com" is an e-mail too)
+_EMAIL = re.compile(r"(?:\[PAN\]|[A-Za-z0-9._%+-]){1,64}@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,24}")
 
 
 def luhn_valid(digits: str) -> bool:
@@ -28,6 +30,11 @@ def luhn_valid(digits: str) -> bool:
 def _pan_sub(match: re.Match[str]) -> str:
     digits = re.sub(r"[ -]", "", match.group(0))
     return "[PAN]" if luhn_valid(digits) else match.group(0)
+
+
+def redact_pans(text: str) -> str:
+    """``text`` with Luhn-valid card numbers replaced (and nothing else)."""
+    return _PAN.sub(_pan_sub, text)
 
 
 def redact(text: str) -> str:

@@ -53,7 +53,8 @@ def transaction_message(tx: schemas.Transaction) -> transaction_pb2.Transaction:
         event_time=timestamp(tx.event_time),
         amount_minor=tx.amount_minor,
         currency=tx.currency,
-        card=transaction_pb2.Card(token=card.token, bin=card.bin, last4=card.last4, pan=card.pan),
+        card=transaction_pb2.Card(token=card.token, bin=card.bin, last4=card.last4, pan=card.pan,
+                                  country=card.country),
         customer_id=tx.customer_id,
         merchant_id=tx.merchant_id,
         mcc=tx.mcc,
@@ -62,6 +63,9 @@ def transaction_message(tx: schemas.Transaction) -> transaction_pb2.Transaction:
         ip_address=tx.ip_address,
         channel=CHANNELS[tx.channel],  # type: ignore[arg-type]
         entry_mode=ENTRY_MODES[tx.entry_mode],  # type: ignore[arg-type]
+        billing_country=tx.billing_country,
+        shipping_country=tx.shipping_country,
+        email=tx.email,
     )
     if tx.location is not None:
         message.location.latitude = tx.location.latitude

@@ -9,10 +9,10 @@ error comes back naming the field.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 from fraudguard.currencies import MINOR_UNIT
 
@@ -32,7 +32,47 @@ ActionName = Literal["allow", "challenge", "review", "block"]
 OutcomeName = Literal["fraud", "legitimate", "chargeback"]
 
 Id = Annotated[str, Field(min_length=1, max_length=MAX_ID_CHARS, pattern=r"^[\x20-\x7e]+$")]
+CountryCode = Annotated[str, Field(pattern=r"^([A-Z]{2})?$", description="ISO-3166-1 alpha-2, e.g. DE")]
 OptionalId = Annotated[str, Field(max_length=MAX_ID_CHARS, pattern=r"^[\x20-\x7e]*$")]
+
+
+def _utc_since_2000(value: datetime) -> datetime:
+    """The time in UTC; refused when before 2000 (the scorer's earliest) or not representable in UTC."""
+    try:
+        utc = value.astimezone(UTC)
+    except (OverflowError, ValueError):
+        raise ValueError("not a representable time") from None
+    if utc < _EARLIEST:
+        raise ValueError("must not lie before 2000-01-01T00:00:00Z")
+    return utc
+
+
+_EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+Time = Annotated[AwareDatetime, AfterValidator(_utc_since_2000)]
+
+
+def _printable(value: str) -> str:
+    """Printable text (no control characters, no lone surrogates: neither protobuf nor PostgreSQL takes them)."""
+    if not value.isprintable() or not _encodes(value):
+        raise ValueError("must be printable characters only")
+    return value
+
+
+def _note_text(value: str) -> str:
+    """Like :func:`_printable`, but lines and tabs are allowed."""
+    _printable(value.replace("\n", " ").replace("\t", " "))
+    return value
+
+
+def _encodes(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+Printable = Annotated[str, AfterValidator(_printable)]
 
 
 class _Strict(BaseModel):
@@ -48,6 +88,7 @@ class Card(_Strict):
     bin: Annotated[str, Field(pattern=r"^([0-9]{6,8})?$")] = ""
     last4: Annotated[str, Field(pattern=r"^([0-9]{4})?$")] = ""
     pan: Annotated[str, Field(max_length=19, pattern=r"^[0-9]*$", description="12-19 digits, Luhn-valid")] = ""
+    country: CountryCode = Field(default="", description="ISO-3166-1 alpha-2 of the issuing bank (from the BIN)")
 
 
 class GeoPoint(_Strict):
@@ -59,19 +100,22 @@ class Transaction(_Strict):
     """One payment to score (``fraud.v1.Transaction``)."""
 
     transaction_id: Id
-    event_time: AwareDatetime = Field(description="when the payment happened, RFC 3339 with a time zone")
+    event_time: Time = Field(description="when the payment happened, RFC 3339 with a time zone, after 2000")
     amount_minor: Annotated[int, Field(ge=0, le=MAX_AMOUNT_MINOR, description="amount in minor units of currency")]
     currency: Currency
     card: Card
     customer_id: OptionalId = ""
     merchant_id: OptionalId = ""
     mcc: Annotated[int, Field(ge=0, le=9999)] = 0
-    merchant_country: Annotated[str, Field(pattern=r"^([A-Z]{2})?$", description="ISO-3166-1 alpha-2")] = ""
+    merchant_country: CountryCode = ""
     device_id: OptionalId = ""
-    ip_address: Annotated[str, Field(max_length=45, description="IPv4 or IPv6, textual")] = ""
+    ip_address: Annotated[Printable, Field(max_length=45, description="IPv4 or IPv6, textual")] = ""
     location: GeoPoint | None = None
     channel: Channel = "unspecified"
     entry_mode: EntryMode = "unspecified"
+    billing_country: CountryCode = ""
+    shipping_country: CountryCode = ""
+    email: Annotated[Printable, Field(max_length=254, description="the payer's e-mail; stored only encrypted")] = ""
 
 
 class ScoreRequest(_Strict):
@@ -133,10 +177,10 @@ class OutcomeRequest(_Strict):
 
     transaction_id: Id
     outcome: OutcomeName
-    reported_at: AwareDatetime | None = Field(default=None, description="when it happened (default: now)")
+    reported_at: Time | None = Field(default=None, description="when it happened (default: now)")
     merchant_id: OptionalId = Field(default="", description="used when the scorer no longer remembers the payment")
     device_id: OptionalId = ""
-    note: Annotated[str, Field(max_length=500)] = ""
+    note: Annotated[str, Field(max_length=500), AfterValidator(_note_text)] = ""
 
 
 class OutcomeResponse(BaseModel):

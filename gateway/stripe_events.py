@@ -47,6 +47,10 @@ Transaction fields (``data.object`` is a PaymentIntent or a Charge)
 ``ip_address``      ``metadata.ip``, else ``ip_address``, else ``client_ip``: the first that parses as an address
 ``device_id``       ``metadata.device_id``
 ``location``        ``metadata.latitude`` and ``metadata.longitude``, when both parse and lie in range
+``card.country``    the card's ``country`` (the issuing bank's, from the BIN), when an alpha-2 code
+``billing_country`` Charge: ``billing_details.address.country``; PaymentIntent: its expanded ``latest_charge``'s
+``shipping_country`` ``shipping.address.country``
+``email``           ``billing_details.email``, else ``receipt_email`` (personal: the scorer stores it sealed)
 ==================  ================================================================================================
 
 ``mcc`` and ``merchant_country`` stay unset: Stripe sends neither with a payment (they belong to the Account).
@@ -137,6 +141,8 @@ _READ_METHODS = {
 _IP_KEYS = ("ip", "ip_address", "client_ip")
 _IP = re.compile(r"[0-9A-Fa-f:.]{2,45}")  # what scoring.serde accepts
 _DIGITS = re.compile(r"[0-9]+")
+_COUNTRY = re.compile(r"[A-Z]{2}")
+MAX_EMAIL_CHARS = 254
 _PAN = re.compile(r"(?<![0-9])[0-9](?:[ -]?[0-9]){12,18}(?![0-9])")  # as fraudguard.redaction finds them
 _SEPARATORS = re.compile(r"[ -]")
 _MAX_NUMBER_TEXT = 32
@@ -183,6 +189,7 @@ class _Card(NamedTuple):
     bin: str
     channel: transaction_pb2.Channel
     entry_mode: transaction_pb2.EntryMode
+    country: str = ""  # the issuing bank's, from the BIN
 
 
 def interpret(
@@ -232,11 +239,15 @@ def _score(obj: Mapping[str, object], merchant: str, now: float | None) -> Score
     card = _charge_card(obj, _DATA) if is_charge else _intent_card(obj, _DATA)
     if card is None:
         return Ignore("no_card")
+    billing = _billing_details(obj)
     tx = transaction_pb2.Transaction(
         transaction_id=tx_id, event_time=Timestamp(seconds=created), amount_minor=amount, currency=currency,
-        card=transaction_pb2.Card(token=card.token, bin=card.bin, last4=card.last4), customer_id=customer,
-        merchant_id=merchant, device_id=_device(metadata), ip_address=_ip(metadata),
+        card=transaction_pb2.Card(token=card.token, bin=card.bin, last4=card.last4, country=card.country),
+        customer_id=customer, merchant_id=merchant, device_id=_device(metadata), ip_address=_ip(metadata),
         channel=card.channel, entry_mode=card.entry_mode,
+        billing_country=_country(_dig(billing, "address", "country")),
+        shipping_country=_country(_dig(obj.get("shipping"), "address", "country")),
+        email=_email(_dig(billing, "email")) or _email(obj.get("receipt_email")),
     )  # fmt: skip
     location = _location(metadata)
     if location is not None:
@@ -309,7 +320,8 @@ def _card(details: Mapping[str, object], fallback_token: str | None, path: str) 
     bin_ = iin if 6 <= len(iin) <= 8 and _DIGITS.fullmatch(iin) else ""
     wallet = _optional_mapping(card.get("wallet"), f"{path}.wallet") is not None
     channel, entry_mode = _presentation(card, kind, path)
-    return _Card(token, last4, bin_, channel, transaction_pb2.ENTRY_MODE_WALLET if wallet else entry_mode)
+    return _Card(token, last4, bin_, channel, transaction_pb2.ENTRY_MODE_WALLET if wallet else entry_mode,
+                 _country(card.get("country")))
 
 
 def _presentation(
@@ -325,6 +337,38 @@ def _presentation(
     if moto:
         return transaction_pb2.CHANNEL_MOTO, transaction_pb2.ENTRY_MODE_MANUAL
     return transaction_pb2.CHANNEL_ECOMMERCE, transaction_pb2.ENTRY_MODE_UNSPECIFIED
+
+
+# ---- addresses and e-mail: best effort (a value the scorer would refuse is left out, never an error)
+
+
+def _billing_details(obj: Mapping[str, object]) -> object:
+    """A Charge's ``billing_details``; a PaymentIntent's come from its expanded ``latest_charge``, if any."""
+    if obj.get("object") == "charge":
+        return obj.get("billing_details")
+    return _dig(obj.get("latest_charge"), "billing_details")
+
+
+def _dig(value: object, *keys: str) -> object:
+    for key in keys:
+        if not isinstance(value, Mapping):
+            return None
+        value = value.get(key)
+    return value
+
+
+def _country(value: object) -> str:
+    """An ISO-3166-1 alpha-2 code (Stripe's are upper case), else empty."""
+    return value if isinstance(value, str) and _COUNTRY.fullmatch(value) else ""
+
+
+def _email(value: object) -> str:
+    """An e-mail address the scorer accepts (at most 254 printable characters, one ``@``), else empty."""
+    if not isinstance(value, str) or not 3 <= len(value) <= MAX_EMAIL_CHARS or not value.isprintable():
+        return ""
+    if value.count("@") != 1 or value.startswith("@") or value.endswith("@") or _holds_pan(value):
+        return ""
+    return value
 
 
 # ---- metadata: the merchant's free text, best effort

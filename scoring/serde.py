@@ -30,6 +30,7 @@ MIN_EVENT_TIME = 946_684_800.0  # 2000-01-01T00:00:00Z
 MAX_FUTURE_SKEW_S = 86_400.0
 MAX_AMOUNT_MINOR = 10**15
 MAX_ID_LEN = 128
+MAX_EMAIL_LEN = 254  # RFC 5321's limit on a path, less its angle brackets
 _CHANNELS = frozenset(transaction_pb2.Channel.values())
 _ENTRY_MODES = frozenset(transaction_pb2.EntryMode.values())
 _IP = re.compile(r"[0-9A-Fa-f:.]{2,45}")
@@ -60,7 +61,27 @@ def _check_id(value: str, field: str, required: bool) -> None:
         raise ValidationError(field, "must be printable characters only")
 
 
+def _check_country(value: str, field: str) -> None:
+    if not _COUNTRY.fullmatch(value):
+        raise ValidationError(field, "must be an ISO-3166 alpha-2 code in upper case")
+
+
+def _check_email(value: str) -> None:
+    """A given e-mail: at most MAX_EMAIL_LEN printable characters with one "@" inside. No more than that: the
+    processor has checked it, and a stricter rule would refuse payments over an address we only store. Messages
+    never quote it (personal data)."""
+    if len(value) > MAX_EMAIL_LEN:
+        raise ValidationError("email", f"at most {MAX_EMAIL_LEN} characters, got {len(value)}")
+    if not value.isprintable():
+        raise ValidationError("email", "must be printable characters only")
+    at = value.find("@")
+    if at <= 0 or at == len(value) - 1 or value.count("@") != 1:
+        raise ValidationError("email", 'must be an e-mail address: one "@" with text either side')
+
+
 def _card_token(card: transaction_pb2.Card, tokenizer: PanTokenizer) -> str:
+    if card.country:
+        _check_country(card.country, "card.country")
     if card.pan:
         # tokenized here, at the edge; the PAN goes no further than this frame (errors name card.pan)
         return tokenizer.tokenize(card.pan).token
@@ -108,8 +129,8 @@ def _validate(
     if mcc > 9999:
         raise ValidationError("mcc", "must be between 0 and 9999")
     country = tx.merchant_country
-    if country and not _COUNTRY.fullmatch(country):
-        raise ValidationError("merchant_country", "must be an ISO-3166 alpha-2 code in upper case")
+    if country:
+        _check_country(country, "merchant_country")
     lat = lon = math.nan
     if tx.HasField("location"):
         loc = tx.location
@@ -123,6 +144,13 @@ def _validate(
         raise ValidationError("channel", f"unknown value {channel}")
     if entry_mode not in _ENTRY_MODES:
         raise ValidationError("entry_mode", f"unknown value {entry_mode}")
+    billing, shipping, email = tx.billing_country, tx.shipping_country, tx.email
+    if billing:
+        _check_country(billing, "billing_country")
+    if shipping:
+        _check_country(shipping, "shipping_country")
+    if email:
+        _check_email(email)
     return (t, amount_minor * unit, lat, lon), (
         _key(token), _key(customer), _key(merchant), _key(device), _key(ip),
         country_code(country), mcc, channel, entry_mode, _key(tx_id),

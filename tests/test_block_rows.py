@@ -14,10 +14,11 @@ import pytest
 from fraudguard.db.migrate import migrate
 from fraudguard.db.partitions import ensure_partitions
 from fraudguard.proto.fraud.v1 import scoring_pb2, transaction_pb2
+from fraudguard.security.pan import PanTokenizer
 from scoring.features.schema import FEATURES
 from scoring.record import block as block_module
 from scoring.record import items as items_module
-from scoring.record.block import DecisionBlock, MessageKind, block_copy_rows, block_rows
+from scoring.record.block import DecisionBlock, MessageKind, block_copy_rows, block_rows, scrub_pans
 from scoring.record.items import copy_rows_of, rows_of
 from scoring.record.rows import COLUMNS, COPY_COLUMNS, CopyEncodingError, CopyRows, DecisionRecord, copy_payload
 from tests.conftest import make_transaction
@@ -32,8 +33,9 @@ def _seal(column: str, transaction_id: str, text: str) -> bytes:
 
 
 def _transactions(prefix: str) -> list[transaction_pb2.Transaction]:
-    full = make_transaction(1, transaction_id="tx-full-1")
-    full.device_id, full.ip_address = "dev-ä", "2001:db8::1"
+    full = make_transaction(1, transaction_id="tx-full-1", billing_country="FR", shipping_country="BE",
+                            email="jöhn.doe+x@exämple.de")
+    full.device_id, full.ip_address, full.card.country = "dev-ä", "2001:db8::1", "US"
     full.location.latitude, full.location.longitude = -33.87, 151.21
     bare = transaction_pb2.Transaction(transaction_id="tx-ü€-漢字", amount_minor=0, currency="JPY",
                                        merchant_id="m-ß")
@@ -42,9 +44,11 @@ def _transactions(prefix: str) -> list[transaction_pb2.Transaction]:
     refused = make_transaction(2, transaction_id="tx-refused")  # position 2: answered with its error, not recorded
     device_only = make_transaction(3, transaction_id="tx-device-only", mcc=0, customer_id="", ip_address="")
     device_only.device_id = "d"
-    for tx in (full, bare, refused, device_only):
+    email_only = make_transaction(4, transaction_id="tx-email-only", customer_id="", ip_address="", device_id="",
+                                  email="a@b", shipping_country="JP")
+    for tx in (full, bare, refused, device_only, email_only):
         tx.transaction_id = prefix + tx.transaction_id
-    return [full, bare, refused, device_only]
+    return [full, bare, refused, device_only, email_only]
 
 
 def _block(k: int, kind: MessageKind = MessageKind.BATCH, prefix: str = "") -> DecisionBlock:
@@ -55,7 +59,7 @@ def _block(k: int, kind: MessageKind = MessageKind.BATCH, prefix: str = "") -> D
         positions = np.array([0], np.uint32)
     else:
         request = scoring_pb2.ScoreBatchRequest(transactions=transactions).SerializeToString()
-        positions = np.array([0, 1, 3], np.uint32)
+        positions = np.array([0, 1, 3, 4], np.uint32)
     n = len(positions)
     features = rng.normal(size=(n, N_FEATURES)).astype(np.float32)
     features[0, :5] = np.nan
@@ -65,7 +69,8 @@ def _block(k: int, kind: MessageKind = MessageKind.BATCH, prefix: str = "") -> D
         reason_index[0, 0] = 2  # a reason whose value is NaN: null in the JSON
     return DecisionBlock(
         kind=kind, request=request, positions=positions,
-        scores=np.array([math.nan, 0.25, 1.0][:n]), actions=np.array([3, 1, 4][:n], np.uint8), features=features,
+        scores=np.array([math.nan, 0.25, 1.0, 0.5][:n]), actions=np.array([3, 1, 4, 2][:n], np.uint8),
+        features=features,
         reason_index=reason_index, reason_contribution=rng.normal(size=(n, k)).astype(np.float32),
         model_version="modèle-7", server_time_us=12.5, decided_at_us=1_700_000_001_000_000,
     )  # fmt: skip
@@ -75,7 +80,8 @@ def _items() -> list[Any]:
     return [_block(3), _block(0, prefix="k0-"), _block(3, MessageKind.SCORE, prefix="one-"),
             _block(3, MessageKind.SCORE, prefix="two-"), _block(4, MessageKind.STREAM, prefix="three-"),
             make_record("rec-1"), make_record("rec-é", anomaly_score=None, mcc=None, latitude=None, longitude=None,
-                                              card_bin=None, device_id_enc=None, email_enc=None, score=math.nan)]
+                                              card_bin=None, device_id_enc=None, email_enc=None, score=math.nan,
+                                              card_country=None, billing_country=None, shipping_country=None)]
 
 
 async def _stored(conn: Any, table: str) -> dict[str, dict[str, Any]]:
@@ -107,9 +113,9 @@ async def test_binary_copy_stores_what_the_tuple_path_stores(conn: Any, layout: 
     await conn.copy_records_to_table("decisions", records=rows_of(items, _seal, "key-1"), columns=COLUMNS)
     status = await conn.copy_to_table("decisions_binary", source=memoryview(copy_payload(copy_rows_of(
         items, _seal, "key-1"))), columns=COPY_COLUMNS, format="binary")
-    assert status == "COPY 13"
+    assert status == "COPY 16"
     tuples, binary = await _stored(conn, "decisions"), await _stored(conn, "decisions_binary")
-    assert set(tuples) == set(binary) and len(tuples) == 13 and "tx-refused" not in tuples
+    assert set(tuples) == set(binary) and len(tuples) == 16 and "tx-refused" not in tuples
     for tx_id, row in tuples.items():
         other = binary[tx_id]
         for column, value in row.items():
@@ -123,6 +129,15 @@ async def test_binary_copy_stores_what_the_tuple_path_stores(conn: Any, layout: 
     assert tuples["tx-ü€-漢字"]["card_bin"] is None and tuples["tx-ü€-漢字"]["device_id_enc"] is None
     assert tuples["tx-full-1"]["personal_key_id"] == "key-1" and tuples["tx-device-only"]["mcc"] is None
     assert binary["tx-full-1"]["device_id_enc"] == b"device_id|tx-full-1|dev-\xc3\xa4"
+    assert binary["tx-full-1"]["email_enc"] == "email|tx-full-1|jöhn.doe+x@exämple.de".encode()
+    assert [binary["tx-full-1"][c] for c in ("card_country", "billing_country", "shipping_country")] == ["US", "FR",
+                                                                                                         "BE"]
+    email_only = binary["tx-email-only"]
+    assert (email_only["email_enc"], email_only["personal_key_id"], email_only["device_id_enc"]) == (
+        b"email|tx-email-only|a@b", "key-1", None)
+    assert [email_only[c] for c in ("card_country", "billing_country", "shipping_country")] == [None, None, "JP"]
+    assert tuples["tx-ü€-漢字"]["email_enc"] is None and tuples["tx-ü€-漢字"]["shipping_country"] is None
+    assert tuples["rec-1"]["card_country"] == "US" and tuples["rec-é"]["card_country"] is None
     assert math.isnan(binary["tx-full-1"]["score"])
 
 
@@ -136,12 +151,12 @@ def test_the_reasons_are_json_dumps_text_byte_for_byte(layout: str) -> None:
         assert encoded.row(i).pieces[0].endswith(struct.pack(">i", len(text) + 1) + b"\x01" + text)
     assert '"value": null' in tuples[0][COLUMNS.index("reasons")]
     empty = block_copy_rows(_block(0), None, None)
-    assert all(empty.row(i).pieces[0].endswith(b"\x00\x00\x00\x03\x01[]") for i in range(3))
+    assert all(empty.row(i).pieces[0].endswith(b"\x00\x00\x00\x03\x01[]") for i in range(4))
 
 
 def test_rows_split_one_by_one_and_know_their_days(layout: str) -> None:
     rows = block_copy_rows(_block(3), _seal, "key-1")
-    assert len(rows) == 3 and rows.row(1).pieces[0] == b"".join(rows.pieces[rows.per_row:2 * rows.per_row])
+    assert len(rows) == 4 and rows.row(1).pieces[0] == b"".join(rows.pieces[rows.per_row:2 * rows.per_row])
     days = {r[COLUMNS.index("event_day")] for r in block_rows(_block(3), _seal, "key-1")}
     assert rows.event_days() == days
     empty = block_copy_rows(DecisionBlock(
@@ -163,3 +178,19 @@ def test_a_value_the_binary_format_cannot_carry_is_a_copy_encoding_error() -> No
 
 def _fields(record: DecisionRecord) -> dict[str, Any]:
     return {name: getattr(record, name) for name in record.__slots__}
+
+
+def test_scrubbing_takes_a_card_number_out_of_an_email() -> None:
+    """An e-mail is sealed when stored, but the write-ahead journal holds the request as it came: a card number in
+    it is replaced there already, as the log filter replaces it (and a message without one is left as it is)."""
+    emails = ["4111111111111111@example.com", "x4111-1111-1111-1111@y.z", "5500 0055 5555 5559@m.com",
+              "4111111111111112@example.com", "0123456789@example.com", "ann@example.com", ""]
+    request = scoring_pb2.ScoreBatchRequest(transactions=[make_transaction(i, email=e)
+                                                          for i, e in enumerate(emails)]).SerializeToString()
+    scrubbed = scrub_pans(request, MessageKind.BATCH, PanTokenizer(bytes(32)))
+    assert [tx.email for tx in scoring_pb2.ScoreBatchRequest.FromString(scrubbed).transactions] == [
+        "[PAN]@example.com", "x[PAN]@y.z", "[PAN]@m.com", *emails[3:]]
+    assert all(pan.encode() not in scrubbed for pan in ("4111111111111111", "4111-1111-1111-1111",
+                                                         "5500 0055 5555 5559"))
+    clean = scoring_pb2.ScoreRequest(transaction=make_transaction(1, email="ann@example.com")).SerializeToString()
+    assert scrub_pans(clean, MessageKind.SCORE, PanTokenizer(bytes(32))) is clean

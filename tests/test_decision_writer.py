@@ -26,6 +26,7 @@ import pytest
 from fraudguard.db import Database, EmbeddedPostgres
 from fraudguard.errors import UnavailableError
 from scoring.record import DecisionRecord, DecisionWriter, Journal, RecorderFull, WriterStats
+from scoring.record.items import decode_item
 from scoring.record.rows import decode, encode
 from scoring.record.writer import Mode
 from tests import pg as _db
@@ -51,7 +52,8 @@ def make_record(transaction_id: str, event_time_us: int | None = None, seed: int
         "latitude": 52.52, "longitude": 13.405, "device_id_enc": b"\x01\x00" * 20, "ip_address_enc": b"\xff" * 28,
         "email_enc": b"", "personal_key_id": "key-2025-01", "anomaly_score": -0.25,
         "rule_versions": '{"default": "r-3"}', "rule_hits": '[{"rule_id": "velocity", "action": "review"}]',
-        "reasons": '[{"feature": "amount_z", "contribution": 0.31}]',
+        "reasons": '[{"feature": "amount_z", "contribution": 0.31}]', "card_country": "US",
+        "billing_country": "FR", "shipping_country": "BE",
     }
     values.update(changes)
     return DecisionRecord(**values)
@@ -107,10 +109,22 @@ def test_the_journal_encoding_round_trips_exactly() -> None:
     payload = encode(full)
     content = sum(len(v) if isinstance(v, bytes) else len(v.encode()) for v in _fields(full).values()
                   if isinstance(v, str | bytes))
-    assert len(payload) == 74 + 4 * N_FEATURES + 19 * 4 + content  # compact: fixed part, features, lengths
-    for bad in (b"", b"\x02" + payload[1:], payload[:-1], payload + b"\x00"):
+    assert len(payload) == 74 + 4 * N_FEATURES + 22 * 4 + content  # compact: fixed part, features, lengths
+    for bad in (b"", b"\x02" + payload[1:], payload[:-1], payload + b"\x00", payload[:-11]):
         with pytest.raises(ValueError, match="decision payload"):
             decode(bad)
+
+
+def test_a_journal_payload_of_version_1_is_still_read() -> None:
+    """Written before the countries existed (a journal left by the previous release): the same, without them."""
+    record = make_record("tx-v1", seed=4, card_country=None, billing_country=None, shipping_country=None)
+    payload = encode(record)
+    assert payload.endswith(b"\xff\xff\xff\xff" * 3)  # the three countries, None
+    legacy = b"\x01" + payload[1:-12]
+    item = decode_item(legacy)
+    assert isinstance(item, DecisionRecord) and _fields(item) == _fields(decode(legacy)) == _fields(record)
+    with pytest.raises(ValueError, match="decision payload"):
+        decode(legacy + b"\x00")
 
 
 # --- against every server -------------------------------------------------------------------------------------

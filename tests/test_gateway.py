@@ -267,3 +267,14 @@ async def test_the_request_id_reaches_the_scorers_log(stack: Stack, caplog: pyte
     assert response.status_code == 201
     reported = [r for r in caplog.records if r.getMessage() == "outcome reported"]
     assert [getattr(r, "request_id", None) for r in reported] == ["trace-90"]
+
+
+@pytest.mark.parametrize("when", ["0001-01-01T00:00:00.0+00:03", "9999-12-31T23:59:59-05:00", "1999-12-31T23:59:59Z"])
+async def test_times_out_of_range_are_422_not_500(stack: Stack, when: str) -> None:
+    scored = await stack.http.post("/v1/score", json={"transaction": tx_json(95, event_time=when)})
+    assert scored.status_code == 422
+    assert problem(scored)["field"] == "transaction.event_time"
+    outcome = await stack.http.post("/v1/outcomes", json={"transaction_id": "x", "outcome": "fraud",
+                                                          "reported_at": when})
+    assert outcome.status_code == 422
+    assert problem(outcome)["field"] == "reported_at"

@@ -78,7 +78,7 @@ def test_api_conforms(api_schema: schemathesis.BaseSchema, label: str, mode: Gen
     assert operation is not None
 
     @given(case=operation.as_strategy(generation_mode=mode))
-    @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+    @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck), database=None)
     def conforms(case: schemathesis.Case) -> None:  # type: ignore[type-arg]
         case.call_and_validate(timeout=30, excluded_checks=[positive_data_acceptance])
 

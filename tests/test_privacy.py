@@ -72,7 +72,8 @@ def _base(tx: str, customer: str | None, i: int) -> dict[str, Any]:
     when = NOW + timedelta(seconds=i)
     return {"transaction_id": tx, "event_time": when, "event_day": when.date(), "card_token": "pan_" + "ab" * 20,
             "customer_id": customer, "merchant_id": "merchant-1", "amount_minor": 1000 + i, "currency": "EUR",
-            "latitude": 52.5, "longitude": 13.4}
+            "latitude": 52.5, "longitude": 13.4, "card_country": "US", "billing_country": "FR",
+            "shipping_country": "BE"}
 
 
 async def _insert(db: Database, table: str, row: dict[str, Any]) -> None:
@@ -239,6 +240,26 @@ async def test_erase_removes_exactly_that_customers_personal_data(db: Database, 
     assert "cust-1" not in entry.subject and "cust-1" not in json.dumps(dict(entry.details))
     assert entry.details["rows"] == {"decisions": 2, "transactions": 2}
     assert erasure_subject("cust-1", b"t" * 32) != entry.subject  # keyed: the id cannot be guessed from the log
+
+
+async def test_a_row_whose_only_personal_value_is_the_email_is_rotated_and_erased(db: Database,
+                                                                                   key_path: Path) -> None:
+    keyring = Keyring.load(key_path, {})
+    only_email: dict[str, str | None] = {"device_id": None, "ip_address": None, "email": "only@example.com"}
+    for table in ("decisions", "transactions"):
+        await _insert(db, table, _base("tx-mail", "cust-m", 1) | _sealed(keyring, "tx-mail", only_email))
+    new = keyring.add_key(key_path)
+    report = await rotate_personal_data(db, keyring, actor="ops")
+    assert (report.decisions, report.transactions) == (1, 1)
+    for table in ("decisions", "transactions"):
+        row = (await _rows(db, table))["tx-mail"]
+        assert row["personal_key_id"] == new and _opened(Keyring.load(key_path, {}), row) == only_email
+    assert (await erase_customer(db, "cust-m", actor="dpo", subject_key=SUBJECT_KEY)).rows == 2
+    for table in ("decisions", "transactions"):
+        row = (await _rows(db, table))["tx-mail"]
+        assert row["email_enc"] is None and row["personal_key_id"] is None
+        # the countries stay, as the card's BIN does: a country does not point at a person
+        assert (row["card_country"], row["billing_country"], row["shipping_country"]) == ("US", "FR", "BE")
 
 
 async def test_erase_is_idempotent_and_an_unknown_customer_is_zero_rows(db: Database, key_path: Path) -> None:

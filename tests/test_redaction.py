@@ -26,6 +26,12 @@ VISA = "4111111111111111"
         ("ts 1700000000123", "ts 1700000000123"),  # 13 digits, not Luhn-valid
         ("cvv=123 and CVC: 9876", "cvv=[CVV] and CVC: [CVV]"),
         ("mail ann.lee+x@example.co.uk now", "mail [EMAIL] now"),
+        # a card number as an e-mail's local part: the number goes first (as a whole), then the address
+        (f"mail {VISA}@example.com", "mail [EMAIL]"),
+        ("to=4111 1111 1111 1111@example.com,", "to=[EMAIL],"),
+        (f"x{VISA}.y@example.com", "[EMAIL]"),
+        ("4111.1111.1111.1111@example.com", "[EMAIL]"),
+        (f"{VISA}@localhost", "[PAN]@localhost"),  # no domain, so no e-mail: the number goes all the same
     ],
 )
 def test_redact(text: str, expected: str) -> None:

@@ -65,6 +65,9 @@ async def test_score_with_pan_tokenizes_it(stub: Stub) -> None:
         ({"location": transaction_pb2.GeoPoint(latitude=91, longitude=0)}, "transaction.location.latitude"),
         ({"channel": 99}, "transaction.channel"),
         ({"when": 10.0}, "transaction.event_time"),
+        ({"billing_country": "fr"}, "transaction.billing_country"),
+        ({"shipping_country": "FRA"}, "transaction.shipping_country"),
+        ({"email": "ann.example.com"}, "transaction.email"),
     ],
 )
 async def test_score_rejects_bad_fields_by_name(stub: Stub, change: dict[str, object], field: str) -> None:
@@ -72,6 +75,18 @@ async def test_score_rejects_bad_fields_by_name(stub: Stub, change: dict[str, ob
         await stub.Score(scoring_pb2.ScoreRequest(transaction=make_transaction(3, **change)), timeout=10)  # type: ignore[arg-type]
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert (info.value.details() or "").startswith(field + ":")
+
+
+async def test_score_takes_the_card_country_the_billing_and_shipping_countries_and_the_email(stub: Stub) -> None:
+    tx = make_transaction(4, billing_country="FR", shipping_country="BE", email="ann@example.com")
+    tx.card.country = "US"
+    response = await stub.Score(scoring_pb2.ScoreRequest(transaction=tx), timeout=10)
+    check_decision(response.decision, "tx-4")
+    tx.card.country = "usa"
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await stub.Score(scoring_pb2.ScoreRequest(transaction=tx), timeout=10)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert (info.value.details() or "").startswith("transaction.card.country:")
 
 
 async def test_score_without_transaction(stub: Stub) -> None:

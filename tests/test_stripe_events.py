@@ -95,10 +95,11 @@ def card_details(event: dict[str, Any]) -> dict[str, Any]:
 def test_charge_succeeded_is_scored_as_its_payment_intent() -> None:
     expected = Tx(
         transaction_id=PI_ID, event_time=Timestamp(seconds=1718200211), amount_minor=4999, currency="EUR",
-        card=transaction_pb2.Card(token="Xt5EWLLDS7FJjR1c", last4="4242"), customer_id="cus_QH3nX0Yv7aYk2B",
-        merchant_id="stripe", device_id="dev_5f1c9a2e", ip_address="203.0.113.7",
+        card=transaction_pb2.Card(token="Xt5EWLLDS7FJjR1c", last4="4242", country="US"),
+        customer_id="cus_QH3nX0Yv7aYk2B", merchant_id="stripe", device_id="dev_5f1c9a2e", ip_address="203.0.113.7",
         location=transaction_pb2.GeoPoint(latitude=52.5321, longitude=13.3849),
         channel=transaction_pb2.CHANNEL_ECOMMERCE, entry_mode=transaction_pb2.ENTRY_MODE_UNSPECIFIED,
+        billing_country="DE", shipping_country="DE", email="jenny.rosen@example.com",
     )  # fmt: skip
     assert scored(load("charge.succeeded")) == expected
 
@@ -108,7 +109,7 @@ def test_payment_intent_succeeded_names_the_same_transaction_as_its_charge() -> 
         transaction_id=PI_ID, event_time=Timestamp(seconds=1718200200), amount_minor=4999, currency="EUR",
         card=transaction_pb2.Card(token="pm_1PQdF1LkdIwHu7ixh6Xk0w3L"), customer_id="cus_QH3nX0Yv7aYk2B",
         merchant_id="stripe", device_id="dev_5f1c9a2e", ip_address="2001:db8::2:1",
-        channel=transaction_pb2.CHANNEL_ECOMMERCE,
+        channel=transaction_pb2.CHANNEL_ECOMMERCE, email="jenny.rosen@example.com",  # its receipt_email
     )  # fmt: skip
     tx = scored(load("payment_intent.succeeded"))
     assert tx == expected
@@ -194,7 +195,7 @@ def test_payment_intent_takes_the_card_of_an_expanded_latest_charge() -> None:
     charge = load("charge.succeeded")["data"]["object"]
     charge["payment_method_details"]["card"]["iin"] = "42424242"
     tx = scored(edited("payment_intent.succeeded", data__object__latest_charge=charge))
-    assert tx.card == transaction_pb2.Card(token="Xt5EWLLDS7FJjR1c", bin="42424242", last4="4242")
+    assert tx.card == transaction_pb2.Card(token="Xt5EWLLDS7FJjR1c", bin="42424242", last4="4242", country="US")
     assert tx.transaction_id == PI_ID
 
 
@@ -207,7 +208,7 @@ def test_payment_intent_falls_back_from_a_cardless_latest_charge_to_its_payment_
 def test_payment_intent_with_an_expanded_payment_method() -> None:
     method = load("payment_method.card")
     tx = scored(edited("payment_intent.requires_action", data__object__payment_method=method))
-    assert tx.card == transaction_pb2.Card(token="Jq8w0Lz3aXc5VbN1", last4="4444")
+    assert tx.card == transaction_pb2.Card(token="Jq8w0Lz3aXc5VbN1", last4="4444", country="GB")
     assert (tx.channel, tx.entry_mode) == (transaction_pb2.CHANNEL_ECOMMERCE, transaction_pb2.ENTRY_MODE_WALLET)
     method = edit(load("payment_method.card"), "card.fingerprint", None)
     tx = scored(edited("payment_intent.requires_action", data__object__payment_method=method))
@@ -239,7 +240,7 @@ def test_expanded_payment_intent_on_an_early_fraud_warning() -> None:
 def test_card_present_with_connect_account() -> None:
     tx = scored(load("charge.succeeded.card_present"))
     assert tx.merchant_id == "acct_1NzK3eE2Hb8sKq0a"
-    assert tx.card == transaction_pb2.Card(token="q2QmtGfRcd0MbN7x", bin="52251234", last4="0019")
+    assert tx.card == transaction_pb2.Card(token="q2QmtGfRcd0MbN7x", bin="52251234", last4="0019", country="CA")
     assert (tx.channel, tx.entry_mode) == (transaction_pb2.CHANNEL_CARD_PRESENT, transaction_pb2.ENTRY_MODE_CHIP)
     assert (tx.currency, tx.amount_minor, tx.customer_id) == ("CAD", 1850, "")
 
@@ -297,7 +298,7 @@ def test_moto() -> None:
 def test_fingerprint_missing_falls_back_to_the_payment_method() -> None:
     event = load("charge.succeeded")
     card_details(event)["card"]["fingerprint"] = None
-    assert scored(event).card == transaction_pb2.Card(token="pm_1PQdF1LkdIwHu7ixh6Xk0w3L", last4="4242")
+    assert scored(event).card == transaction_pb2.Card(token="pm_1PQdF1LkdIwHu7ixh6Xk0w3L", last4="4242", country="US")
 
 
 @pytest.mark.parametrize(("iin", "expected"), [("424242", "424242"), ("42424242", "42424242"), ("4242", ""),
@@ -787,3 +788,17 @@ def test_only_fraud_disputes_become_labels(reason: str, fraud: bool) -> None:
         assert action.outcome == scoring_pb2.OUTCOME_CHARGEBACK
     else:
         assert action == Ignore("dispute_not_fraud")
+
+
+def test_addresses_and_email_are_best_effort() -> None:
+    event = load("charge.succeeded")
+    charge = event["data"]["object"]
+    charge["billing_details"]["address"]["country"] = "de"  # not an alpha-2 code as Stripe writes them
+    charge["shipping"] = None
+    charge["billing_details"]["email"] = "4111111111111111@example.com"  # a PAN in disguise is left out
+    charge["receipt_email"] = "not-an-address"
+    card_details(event)["card"]["country"] = 7
+    tx = scored(event)
+    assert (tx.billing_country, tx.shipping_country, tx.email, tx.card.country) == ("", "", "", "")
+    charge["receipt_email"] = "jenny@example.com"
+    assert scored(event).email == "jenny@example.com"

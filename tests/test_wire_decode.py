@@ -165,6 +165,19 @@ _LUHN_PANS = ["4111111111111111", "4111 1111 1111 1111", "5555-5555-5555-4444", 
 _COORD = st.one_of(st.floats(-90, 90), st.sampled_from([-0.0, 90.0, -90.0, 180.0, -180.0, math.nan, math.inf,
                                                         -math.inf, 90.0000001, -180.5, 1e300]))  # fmt: skip
 _ENUMS = st.one_of(st.integers(0, 6), st.sampled_from([-1, 7, 99, 2**31 - 1, -(2**31)]))
+_COUNTRIES = st.sampled_from(["", "US", "DE", "ZZ", "AA"])
+_EMAIL_PART = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E, exclude_characters="@0123456789"),
+                      min_size=1, max_size=40)
+# valid ASCII e-mails the kernel takes itself: fewer than 13 digits (more may be a card number: Python's business)
+_EMAILS = st.one_of(st.just(""), st.sampled_from(["ann.lee+x@example.co.uk", "a@b", " @ ", "x" * 252 + "@y",
+                                                  "0123456789ab@example.com", "1-2 3@4.5"]),
+                    st.builds(lambda a, b: f"{a}@{b}", _EMAIL_PART, _EMAIL_PART))
+_ODD_EMAILS = st.sampled_from([
+    "x" * 253 + "@y", "x" * 300, "no-at-sign", "a@b@c", "@example.com", "ann@", "@", "tab\t@x", "a\n@b", "del\x7f@x",
+    "\u2028@x", "jöhn@exämple.de", "日本@例え.jp", "4111111111111111@example.com", "4111 1111 1111 1111@x.com",
+    "0123456789abc@example.com", "0123456789012@x", "é" * 250 + "@y.z", "é" * 253 + "@y", "a\x00@b",
+])  # fmt: skip
+_ODD_COUNTRIES = st.sampled_from(["us", "U", "USA", "ÜS", "U1", "  ", "U\x00", "ＵＳ"])
 
 
 @st.composite
@@ -183,6 +196,8 @@ def valid_fields(draw: st.DrawFn) -> dict[str, Any]:
         "ip_address": draw(st.sampled_from(["", "10.0.0.1", "2001:db8::1", "::", "FFFF:abcd::", "1." * 22 + "1"])),
         "location": draw(st.one_of(st.none(), st.tuples(st.floats(-90, 90), st.floats(-180, 180)))),
         "channel": draw(st.integers(0, 6)), "entry_mode": draw(st.integers(0, 6)),
+        "card_country": draw(_COUNTRIES), "billing_country": draw(_COUNTRIES),
+        "shipping_country": draw(_COUNTRIES), "email": draw(_EMAILS),
     }  # fmt: skip
     return fields
 
@@ -204,6 +219,8 @@ _ODD_VALUES: dict[str, st.SearchStrategy[Any]] = {
                                    "G::1", "1/2"]),
     "location": st.one_of(st.none(), st.tuples(_COORD, _COORD)),
     "channel": _ENUMS, "entry_mode": _ENUMS,
+    "card_country": _ODD_COUNTRIES, "billing_country": _ODD_COUNTRIES, "shipping_country": _ODD_COUNTRIES,
+    "email": _ODD_EMAILS,
 }  # fmt: skip
 
 
@@ -211,13 +228,16 @@ def build(fields: dict[str, Any]) -> transaction_pb2.Transaction:
     tx = Tx(transaction_id=fields["transaction_id"], amount_minor=fields["amount_minor"],
             currency=fields["currency"], customer_id=fields["customer_id"], merchant_id=fields["merchant_id"],
             mcc=fields["mcc"], merchant_country=fields["merchant_country"], device_id=fields["device_id"],
-            ip_address=fields["ip_address"], channel=fields["channel"], entry_mode=fields["entry_mode"])  # fmt: skip
+            ip_address=fields["ip_address"], channel=fields["channel"], entry_mode=fields["entry_mode"],
+            billing_country=fields.get("billing_country", ""), shipping_country=fields.get("shipping_country", ""),
+            email=fields.get("email", ""))  # fmt: skip
     if fields["event_time"] is not None:
         tx.event_time.seconds, tx.event_time.nanos = fields["event_time"]
     if fields["card"] is not None:
         token, bin_, last4, pan = fields["card"]
         tx.card.SetInParent()
         tx.card.token, tx.card.bin, tx.card.last4, tx.card.pan = token, bin_, last4, pan
+        tx.card.country = fields.get("card_country", "")
     if fields["location"] is not None:
         tx.location.SetInParent()
         tx.location.latitude, tx.location.longitude = fields["location"]
@@ -266,7 +286,8 @@ def test_each_kind_of_bad_field_is_reported_as_protobuf_reports_it() -> None:
         "transaction_id": "y" * 129, "event_time": None, "amount_minor": -1, "currency": "usd", "card": None,
         "customer_id": "a\x00b", "merchant_id": "é" * 129, "device_id": "tab\there", "mcc": 10_000,
         "merchant_country": "us", "ip_address": "1.2.3.x", "location": (math.nan, 0.0), "channel": 7,
-        "entry_mode": -1,
+        "entry_mode": -1, "card_country": "usa", "billing_country": "F", "shipping_country": "fr",
+        "email": "no-at-sign",
     }  # fmt: skip
     good = TransactionFactory(seed=3).build(2, stream_seed=1, id_prefix="good", now=NOW)
     for name, value in bad_values.items():
@@ -287,6 +308,11 @@ _CHARACTER_SLOTS: dict[str, Callable[[dict[str, Any], str], None]] = {
     "currency": lambda f, c: f.update(currency=f"E{c}R"),
     "merchant_country": lambda f, c: f.update(merchant_country=f"D{c}"),
     "ip_address": lambda f, c: f.update(ip_address=f"fe80::{c}1"),
+    "card_country": lambda f, c: f.update(card_country=f"D{c}"),
+    "billing_country": lambda f, c: f.update(billing_country=f"{c}E"),
+    "shipping_country": lambda f, c: f.update(shipping_country=f"D{c}"),
+    "email": lambda f, c: f.update(email=f"a{c}b@example.com"),
+    "email domain": lambda f, c: f.update(email=f"ab@{c}"),
 }
 
 
@@ -306,7 +332,8 @@ def _good_fields() -> dict[str, Any]:
     return {"transaction_id": "t-1", "event_time": (int(NOW) - 60, 5), "amount_minor": 1234, "currency": "EUR",
             "card": ("tok_1", "411111", "1111", ""), "customer_id": "c", "merchant_id": "m", "mcc": 5411,
             "merchant_country": "DE", "device_id": "d", "ip_address": "10.1.2.3", "location": (48.1, 11.5),
-            "channel": 2, "entry_mode": 5}  # fmt: skip
+            "channel": 2, "entry_mode": 5, "card_country": "US", "billing_country": "FR", "shipping_country": "BE",
+            "email": "ann@example.com"}  # fmt: skip
 
 
 def test_load_generator_traffic_is_decoded_by_the_kernel_alone() -> None:
@@ -369,6 +396,11 @@ LOCATION = lfield(12, dfield(1, 52.5) + dfield(2, 13.4))
 BASE = (lfield(1, "wire-1") + TIMESTAMP + vfield(3, 4200) + lfield(4, "EUR") + CARD + lfield(6, "cus")
         + lfield(7, "mer") + vfield(8, 5812) + lfield(9, "DE") + lfield(10, "dev") + lfield(11, "10.0.0.7")
         + LOCATION + vfield(13, 1) + vfield(14, 2))  # fmt: skip
+
+
+COUNTRIES_AND_EMAIL = lfield(15, "FR") + lfield(16, "BE") + lfield(17, "ann.lee@example.com")
+CARD_WITH_COUNTRY = lfield(5, lfield(1, "tok_9") + lfield(2, "411111") + lfield(3, "1234") + lfield(5, "US"))
+FULL = BASE.replace(CARD, CARD_WITH_COUNTRY) + COUNTRIES_AND_EMAIL
 
 
 def batch_of(*transactions: bytes) -> bytes:
@@ -445,7 +477,83 @@ WIRE_CASES: dict[str, bytes] = {
     "submessage length past its parent": BASE.replace(CARD, lfield(5, key(1, 2) + b"\x20tok")),
     "fixed64 past the end": BASE + key(40, 1) + b"\x00\x00",
     "NUL in currency": BASE.replace(lfield(4, "EUR"), lfield(4, "EU\x00")),
+    # the fields the kernel checks but keeps no column of: card country, billing and shipping country, e-mail
+    "countries and e-mail": FULL,
+    "countries and e-mail first": COUNTRIES_AND_EMAIL + BASE.replace(CARD, CARD_WITH_COUNTRY),
+    "card country first in the card": BASE.replace(CARD, lfield(5, lfield(5, "US") + lfield(1, "tok_9"))),
+    "empty countries and e-mail": (BASE.replace(CARD, lfield(5, lfield(1, "tok_9") + lfield(5, "")))
+                                   + lfield(15, "") + lfield(16, "") + lfield(17, "")),
+    "card country lower case": BASE.replace(CARD, lfield(5, lfield(1, "tok_9") + lfield(5, "us"))),
+    "card country of 3 letters": BASE.replace(CARD, lfield(5, lfield(1, "tok_9") + lfield(5, "USA"))),
+    "card country twice": BASE.replace(CARD, lfield(5, lfield(1, "tok_9") + lfield(5, "us") + lfield(5, "US"))),
+    "card country twice, the last bad": BASE.replace(CARD, lfield(5, lfield(1, "tok_9") + lfield(5, "US")
+                                                                 + lfield(5, "U"))),
+    "card country as varint": BASE.replace(CARD, lfield(5, lfield(1, "tok_9") + vfield(5, 1))),
+    "card country and a pan": BASE.replace(CARD, lfield(5, lfield(4, "4111111111111111") + lfield(5, "us"))),
+    "card field 6 (unknown)": BASE.replace(CARD, lfield(5, lfield(1, "tok_9") + lfield(6, "US"))),
+    "billing country bad": BASE + lfield(15, "F1"),
+    "shipping country bad": BASE + lfield(16, "fr"),
+    "shipping country non-ASCII": BASE + lfield(16, "ÜS"),
+    "billing country twice": BASE + lfield(15, "FR") + lfield(15, "DE"),
+    "billing country twice, the first bad": BASE + lfield(15, "fr") + lfield(15, "DE"),
+    "shipping country as varint": BASE + vfield(16, 5),
+    "email as fixed32": BASE + key(17, 5) + b"abcd",
+    "email twice": BASE + lfield(17, "a@b") + lfield(17, "c@d"),
+    "email twice, the first bad": BASE + lfield(17, "no-at") + lfield(17, "c@d"),
+    "email twice, the last bad": BASE + lfield(17, "c@d") + lfield(17, "no-at"),
+    "email without @": BASE + lfield(17, "ann.example.com"),
+    "email with two @": BASE + lfield(17, "a@b@c"),
+    "email starting with @": BASE + lfield(17, "@b"),
+    "email ending with @": BASE + lfield(17, "a@"),
+    "email of 254 characters": BASE + lfield(17, "a" * 250 + "@b.c"),
+    "email of 255 characters": BASE + lfield(17, "a" * 251 + "@b.c"),
+    "email of 254 non-ASCII characters": BASE + lfield(17, "é" * 250 + "@b.c"),
+    "email with a tab": BASE + lfield(17, "a\t@b"),
+    "email with DEL": BASE + lfield(17, "a\x7f@b"),
+    "email with 12 digits": BASE + lfield(17, "012345678901@b"),
+    "email with 13 digits": BASE + lfield(17, "0123456789012@b"),
+    "email holding a PAN": BASE + lfield(17, "4111111111111111@example.com"),
+    "email with invalid UTF-8": BASE + lfield(17, b"a\xff@b"),
+    "field 18 (unknown)": BASE + lfield(18, "FR"),
+    "fields 15-17 after an unknown field": BASE + vfield(20, 1) + COUNTRIES_AND_EMAIL,
 }
+
+
+def test_countries_and_email_stay_on_the_fast_path() -> None:
+    """The fields only checked (no column) cost no trip to Python when valid, and change no column."""
+    cases = ("countries and e-mail", "countries and e-mail first", "card country first in the card",
+             "empty countries and e-mail", "email of 254 characters", "email with 12 digits")
+    without = assert_batch_same(batch_of(BASE, BASE))
+    for case in cases:
+        data = batch_of(BASE, WIRE_CASES[case])
+        assert kernel_slow_rows(data) == 0, case
+        assert assert_batch_same(data) == without, case
+        decoded = decode_batch(data, scoring_pb2.ScoreBatchRequest, NOW, TOKENIZER, MAX_BATCH)
+        assert decoded.pan_free and in_place(decoded, data), case
+
+
+def test_an_email_that_may_hold_a_pan_is_valid_but_read_by_python() -> None:
+    """13 digits or more: the row goes to Python (valid all the same), so the message is not PAN-free and the recorder
+    scrubs it (scoring.record.block.scrub_pans)."""
+    for case in ("email with 13 digits", "email holding a PAN"):
+        data = batch_of(BASE, WIRE_CASES[case])
+        assert kernel_slow_rows(data) == 1, case
+        assert assert_batch_same(data).failures == (), case
+        assert not decode_batch(data, scoring_pb2.ScoreBatchRequest, NOW, TOKENIZER, MAX_BATCH).pan_free
+
+
+def test_bad_countries_and_emails_are_named_and_never_quoted() -> None:
+    expected = {"card country lower case": "card.country", "billing country bad": "billing_country",
+                "shipping country bad": "shipping_country", "email without @": "email",
+                "email of 255 characters": "email", "email with a tab": "email", "email with two @": "email"}
+    for case, field in expected.items():
+        failures = assert_batch_same(batch_of(BASE, WIRE_CASES[case])).failures
+        assert [f[:3] for f in failures] == [(1, "wire-1", f"transactions[1].{field}")], case
+    for case in ("email without @", "email with two @", "email of 255 characters"):
+        email = Tx.FromString(WIRE_CASES[case]).email
+        with pytest.raises(ValidationError) as caught:
+            decode_single(lfield(1, WIRE_CASES[case]), NOW, TOKENIZER)
+        assert caught.value.field == "transaction.email" and email not in str(caught.value)
 
 
 @pytest.mark.parametrize("case", sorted(WIRE_CASES))
@@ -481,7 +589,7 @@ def test_hand_made_messages_decode_as_protobuf_does(case: str) -> None:
 
 
 def test_every_prefix_of_a_message_decodes_as_protobuf_does() -> None:
-    data = batch_of(BASE, WIRE_CASES["card twice (merged)"], BASE.replace(b"wire-1", b"wire-3"))
+    data = batch_of(BASE, WIRE_CASES["card twice (merged)"], FULL.replace(b"wire-1", b"wire-3"))
     for end in range(len(data) + 1):
         assert_batch_same(data[:end])
         assert_single_same(data[:end])
@@ -498,7 +606,7 @@ def test_random_bytes_decode_as_protobuf_does(data: bytes) -> None:
 @given(st.data())
 def test_mutated_messages_decode_as_protobuf_does(data: st.DataObject) -> None:
     """Valid wire bytes with a few bytes flipped, cut or inserted: mostly near-valid structure."""
-    raw = bytearray(batch_of(BASE, BASE.replace(b"wire-1", b"wire-2")))
+    raw = bytearray(batch_of(BASE, FULL.replace(b"wire-1", b"wire-2")))
     for _ in range(data.draw(st.integers(1, 3))):
         at = data.draw(st.integers(0, len(raw) - 1))
         action = data.draw(st.sampled_from(["flip", "cut", "insert"]))

@@ -4,7 +4,7 @@ The hot path must not pay per transaction for recording, so it does not build a 
 the request message's bytes (with any PAN already replaced by its token) and the arrays the scorer produced,
 in one :class:`DecisionBlock` per message — a few NumPy ``tobytes`` and one journal append. The background
 writer expands a block into table rows (:func:`block_rows`): it parses the message with protobuf, seals the
-personal fields (device id, IP address) with AES-256-GCM, and lays out one tuple per scored transaction.
+personal fields (device id, IP address, e-mail) with AES-256-GCM, and lays out one tuple per scored transaction.
 
 Journal payload (version 2; version 1 is a single :class:`~scoring.record.rows.DecisionRecord`), little-endian::
 
@@ -24,6 +24,7 @@ import functools
 import itertools
 import json
 import re
+import string
 import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ import numpy.typing as npt
 
 from fraudguard.errors import ValidationError
 from fraudguard.proto.fraud.v1 import scoring_pb2, transaction_pb2
+from fraudguard.redaction import redact_pans
 from fraudguard.security.pan import PanTokenizer
 from scoring.decision import ACTION_NAMES
 from scoring.features.schema import FEATURES
@@ -157,11 +159,17 @@ class _Reader:
 
 def scrub_pans(request: bytes, kind: MessageKind, tokenizer: PanTokenizer) -> bytes:
     """``request`` with every ``card.pan`` removed: a valid PAN becomes its token, BIN and last four (as the
-    scorer saw it), an invalid one is simply dropped (its transaction was refused). Called only for messages
-    the wire decoder did not take on its fast path, which is where any PAN is."""
+    scorer saw it), an invalid one is simply dropped (its transaction was refused). A card number inside an
+    ``email`` becomes ``[PAN]`` as the log filter writes it (``[PAN]@example.com``), and that is what is sealed.
+    Called only for messages the wire decoder did not take wholly on its fast path, which is where any PAN is."""
     message = _MESSAGE_TYPES[kind].FromString(request)
     changed = False
     for tx in _transactions(message, kind):
+        if tx.email:
+            email = redact_pans(tx.email)
+            if email != tx.email:
+                tx.email = email
+                changed = True
         if tx.card.pan:
             try:
                 ref = tokenizer.tokenize(tx.card.pan)
@@ -191,8 +199,8 @@ def _number(value: float) -> float | None:
 def block_rows(block: DecisionBlock, seal: Seal | None, key_id: str | None) -> list[tuple[Any, ...]]:
     """One ``decisions`` row per scored transaction, in :data:`scoring.record.rows.COLUMNS` order.
 
-    ``seal`` encrypts the personal fields (device id, IP address) under key ``key_id``; without it they are not
-    stored at all. ``reasons`` name each top feature with its value and log-odds contribution."""
+    ``seal`` encrypts the personal fields (device id, IP address, e-mail) under key ``key_id``; without it they are
+    not stored at all. ``reasons`` name each top feature with its value and log-odds contribution."""
     transactions = _transactions(_MESSAGE_TYPES[block.kind].FromString(block.request), block.kind)
     features = block.features.tolist()
     scores, actions = block.scores.tolist(), block.actions.tolist()
@@ -208,21 +216,25 @@ def block_rows(block: DecisionBlock, seal: Seal | None, key_id: str | None) -> l
         row_features = features[i]
         reasons = json.dumps([{"feature": names[f], "value": _number(row_features[f]), "contribution": round(c, 6)}
                               for f, c in zip(reason_index[i], reason_contribution[i], strict=True)])
-        device_enc = ip_enc = None
+        device_enc = ip_enc = email_enc = None
         if seal is not None:
             if tx.device_id:
                 device_enc = seal("device_id", tx_id, tx.device_id)
             if tx.ip_address:
                 ip_enc = seal("ip_address", tx_id, tx.ip_address)
+            if tx.email:
+                email_enc = seal("email", tx_id, tx.email)
         has_location = tx.HasField("location")
         rows.append((
             tx_id, _time(time_us), _EPOCH_DAY + timedelta(days=time_us // 86_400_000_000), card.token,
             card.bin or None, card.last4 or None, tx.customer_id or None, tx.merchant_id or None, tx.mcc or None,
             tx.merchant_country or None, _CHANNELS[tx.channel], _ENTRY_MODES[tx.entry_mode], tx.amount_minor,
             tx.currency, tx.location.latitude if has_location else None,
-            tx.location.longitude if has_location else None, device_enc, ip_enc, None,
-            key_id if device_enc is not None or ip_enc is not None else None, row_features, model_version, None,
-            "{}", "[]", scores[i], ACTION_NAMES[actions[i]], reasons, server_time_us, decided_at,
+            tx.location.longitude if has_location else None, device_enc, ip_enc, email_enc,
+            key_id if device_enc is not None or ip_enc is not None or email_enc is not None else None,
+            row_features, model_version, None, "{}", "[]", scores[i], ACTION_NAMES[actions[i]], reasons,
+            server_time_us, decided_at, card.country or None, tx.billing_country or None,
+            tx.shipping_country or None,
         ))  # fmt: skip
     return rows
 
@@ -254,7 +266,7 @@ _FIXED_NUMBERS = [
 ]
 _VARIABLE_FROM = COPY_COLUMNS.index("transaction_id")  # the columns before it are in the fixed record
 assert COPY_COLUMNS[:_VARIABLE_FROM] == (
-    "event_time", "event_day", "amount_minor", "score", "server_time_us", "decided_at", "anomaly_score", "email_enc",
+    "event_time", "event_day", "amount_minor", "score", "server_time_us", "decided_at", "anomaly_score",
     "rule_versions", "rule_hits", "model_version", "features")
 
 
@@ -279,6 +291,18 @@ def _optional_text(value: str) -> bytes:
 
 def _bytes(value: bytes) -> bytes:
     return _I4(len(value)) + value
+
+
+class _CountryFields(dict[str, bytes]):
+    """Country code -> its field (``value or None``), made once for "" and every two upper-case letters (all that
+    validation lets through); anything else is made when asked for, and not kept."""
+
+    def __missing__(self, value: str) -> bytes:
+        return _optional_text(value)
+
+
+_COUNTRY_FIELDS = _CountryFields({code: _optional_text(code) for code in
+                                  ["", *map("".join, itertools.product(string.ascii_uppercase, repeat=2))]})
 
 
 @functools.lru_cache(maxsize=16_384)
@@ -327,7 +351,7 @@ def _fixed(block: _Layout, transactions: list[transaction_pb2.Transaction]) -> t
     days = time_us // _US_PER_DAY
     version = block.model_version.encode()
     constants = b"".join((
-        COPY_NULL, COPY_NULL,  # anomaly_score, email_enc
+        COPY_NULL,  # anomaly_score
         _I4(3), JSONB_VERSION, b"{}", _I4(3), JSONB_VERSION, b"[]",  # rule_versions, rule_hits
         _I4(len(version)), version,
         struct.pack(">iiiiii", 20 + 8 * n_features, 1, 0, FLOAT4_OID, n_features, 1),  # features: one dimension
@@ -422,23 +446,27 @@ def _vector_copy_rows(block: _Layout, transactions: list[transaction_pb2.Transac
     heads = [fixed[i:i + width] for i in range(0, len(fixed), width)] if n else []
     ids = [tx.transaction_id for tx in transactions]
     cards = [tx.card for tx in transactions]
+    countries = _COUNTRY_FIELDS
     if seal is None:
-        devices = addresses = key_ids = [COPY_NULL] * n
+        devices = addresses = emails = key_ids = [COPY_NULL] * n
     else:
-        key_field, devices, addresses, key_ids = copy_text(key_id), [], [], []
+        key_field, devices, addresses, emails, key_ids = copy_text(key_id), [], [], [], []
         for tx, tx_id in zip(transactions, ids, strict=True):
-            device, address = tx.device_id, tx.ip_address
+            device, address, email = tx.device_id, tx.ip_address, tx.email
             devices.append(_bytes(seal("device_id", tx_id, device)) if device else COPY_NULL)
             addresses.append(_bytes(seal("ip_address", tx_id, address)) if address else COPY_NULL)
-            key_ids.append(key_field if device or address else COPY_NULL)
+            emails.append(_bytes(seal("email", tx_id, email)) if email else COPY_NULL)
+            key_ids.append(key_field if device or address or email else COPY_NULL)
     columns = (
         heads, list(map(_text, ids)), [_text(c.token) for c in cards], [_optional_text(c.bin) for c in cards],
         [_optional_text(c.last4) for c in cards], [_optional_text(tx.customer_id) for tx in transactions],
         [_optional_text(tx.merchant_id) for tx in transactions], [_mcc(tx.mcc) for tx in transactions],
-        [_optional_text(tx.merchant_country) for tx in transactions],
+        [countries[tx.merchant_country] for tx in transactions], [countries[c.country] for c in cards],
+        [countries[tx.billing_country] for tx in transactions],
+        [countries[tx.shipping_country] for tx in transactions],
         [_CHANNEL_FIELDS[tx.channel] for tx in transactions],
         [_ENTRY_MODE_FIELDS[tx.entry_mode] for tx in transactions],
-        [_text(tx.currency) for tx in transactions], list(map(_location, transactions)), devices, addresses, key_ids,
-        [_ACTION_FIELDS[a] for a in block.actions.tolist()], _reasons(block),
+        [_text(tx.currency) for tx in transactions], list(map(_location, transactions)), devices, addresses, emails,
+        key_ids, [_ACTION_FIELDS[a] for a in block.actions.tolist()], _reasons(block),
     )  # fmt: skip
     return CopyRows(list(itertools.chain.from_iterable(zip(*columns, strict=True))), len(columns), days)

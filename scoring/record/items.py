@@ -16,7 +16,7 @@ from scoring.record.block import (
     mergeable,
     merged_copy_rows,
 )
-from scoring.record.rows import FORMAT_VERSION, CopyRows, DecisionRecord, decode, encode, record_copy_rows, to_row
+from scoring.record.rows import READ_VERSIONS, CopyRows, DecisionRecord, decode, encode, record_copy_rows, to_row
 
 Item = DecisionRecord | DecisionBlock
 MERGE_SMALL_BLOCKS = True  # runs of small blocks laid out together (tests turn it off to check the row-by-row way)
@@ -35,7 +35,7 @@ def decode_item(payload: bytes) -> Item:
     """The item :func:`encode_item` wrote (the first byte tells which kind); ValueError for anything else."""
     if payload[:1] == bytes((BLOCK_VERSION,)):
         return DecisionBlock.decode(payload)
-    if payload[:1] == bytes((FORMAT_VERSION,)):
+    if payload[:1] and payload[0] in READ_VERSIONS:
         return decode(payload)
     raise ValueError(f"decision journal payload of unknown version {payload[:1]!r}")
 

@@ -5,7 +5,7 @@ Times are integers, microseconds since the Unix epoch (UTC): the scorer has them
 ``datetime`` on the hot path, and they round-trip exactly. Personal fields arrive already sealed (AES-256-GCM
 ``nonce || ciphertext || tag``) with the id of their key; this module never sees a clear value.
 
-The journal payload (version 1, little-endian)::
+The journal payload (version 3, little-endian; version 2 is a block, see :mod:`scoring.record.block`)::
 
     u8 version | u8 flags | i64 event_time_us | i64 decided_at_us | i64 amount_minor | i32 mcc
     | f64 latitude | f64 longitude | f64 anomaly_score | f64 score | f64 server_time_us | u32 n_features
@@ -13,7 +13,8 @@ The journal payload (version 1, little-endian)::
     | then each text/bytes field in ``_VARIABLE`` order: u32 length (0xFFFFFFFF: None) and the bytes
 
 ``flags`` says which optional numbers are present (mcc, location, anomaly score). Texts are UTF-8; the JSON
-columns (rule versions, rule hits, reasons) travel as their JSON text, so they round-trip byte for byte.
+columns (rule versions, rule hits, reasons) travel as their JSON text, so they round-trip byte for byte. Version 1
+(written before the countries existed) is the same without the last three texts, and is still read.
 """
 
 from __future__ import annotations
@@ -29,7 +30,9 @@ import numpy.typing as npt
 
 from fraudguard.errors import ValidationError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 3
+_FORMAT_V1 = 1  # no card_country, billing_country, shipping_country
+READ_VERSIONS = frozenset({FORMAT_VERSION, _FORMAT_V1})
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _EPOCH_DAY = date(1970, 1, 1)
 _US_PER_DAY = 86_400_000_000
@@ -45,13 +48,16 @@ COLUMNS: tuple[str, ...] = (
     "merchant_id", "mcc", "merchant_country", "channel", "entry_mode", "amount_minor", "currency", "latitude",
     "longitude", "device_id_enc", "ip_address_enc", "email_enc", "personal_key_id", "features", "model_version",
     "anomaly_score", "rule_versions", "rule_hits", "score", "action", "reasons", "server_time_us", "decided_at",
+    "card_country", "billing_country", "shipping_country",
 )
-# the text and bytes fields of the payload, in order (texts are str, *_enc are bytes)
+# the text and bytes fields of the payload, in order (texts are str, *_enc are bytes); version 1 ends at "reasons"
 _VARIABLE: tuple[str, ...] = (
     "transaction_id", "card_token", "card_bin", "card_last4", "customer_id", "merchant_id", "merchant_country",
     "channel", "entry_mode", "currency", "device_id_enc", "ip_address_enc", "email_enc", "personal_key_id",
-    "model_version", "rule_versions", "rule_hits", "action", "reasons",
+    "model_version", "rule_versions", "rule_hits", "action", "reasons", "card_country", "billing_country",
+    "shipping_country",
 )
+_VARIABLE_V1 = _VARIABLE[: _VARIABLE.index("reasons") + 1]
 _BYTES = frozenset({"device_id_enc", "ip_address_enc", "email_enc"})
 
 # -- PostgreSQL's binary COPY format (https://www.postgresql.org/docs/current/sql-copy.html, "Binary Format") --
@@ -59,10 +65,10 @@ _BYTES = frozenset({"device_id_enc", "ip_address_enc", "email_enc"})
 # one go), then the variable ones.
 COPY_COLUMNS: tuple[str, ...] = (
     "event_time", "event_day", "amount_minor", "score", "server_time_us", "decided_at", "anomaly_score",
-    "email_enc", "rule_versions", "rule_hits", "model_version", "features",
+    "rule_versions", "rule_hits", "model_version", "features",
     "transaction_id", "card_token", "card_bin", "card_last4", "customer_id", "merchant_id", "mcc",
-    "merchant_country", "channel", "entry_mode", "currency", "latitude", "longitude", "device_id_enc",
-    "ip_address_enc", "personal_key_id", "action", "reasons",
+    "merchant_country", "card_country", "billing_country", "shipping_country", "channel", "entry_mode", "currency",
+    "latitude", "longitude", "device_id_enc", "ip_address_enc", "email_enc", "personal_key_id", "action", "reasons",
 )
 assert sorted(COPY_COLUMNS) == sorted(COLUMNS)
 COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
@@ -196,6 +202,9 @@ class DecisionRecord:
     rule_versions: str = "{}"
     rule_hits: str = "[]"
     reasons: str = "[]"
+    card_country: str | None = None  # ISO-3166-1 alpha-2, as merchant_country
+    billing_country: str | None = None
+    shipping_country: str | None = None
 
     @property
     def event_day(self) -> date:
@@ -219,7 +228,8 @@ def to_row(record: DecisionRecord) -> tuple[Any, ...]:
         r.card_last4, r.customer_id, r.merchant_id, r.mcc, r.merchant_country, r.channel, r.entry_mode,
         r.amount_minor, r.currency, r.latitude, r.longitude, r.device_id_enc, r.ip_address_enc, r.email_enc,
         r.personal_key_id, r.features.tolist(), r.model_version, r.anomaly_score, r.rule_versions, r.rule_hits,
-        r.score, r.action, r.reasons, r.server_time_us, _time(r.decided_at_us),
+        r.score, r.action, r.reasons, r.server_time_us, _time(r.decided_at_us), r.card_country, r.billing_country,
+        r.shipping_country,
     )
 
 
@@ -249,8 +259,9 @@ def encode(record: DecisionRecord) -> bytes:
 
 
 def decode(payload: bytes) -> DecisionRecord:
-    """The record :func:`encode` wrote. A payload of another version, or cut short, raises ValueError."""
-    if not payload or payload[0] != FORMAT_VERSION:
+    """The record :func:`encode` wrote (or version 1 wrote). A payload of another version, or cut short, raises
+    ValueError."""
+    if not payload or payload[0] not in READ_VERSIONS:
         raise ValueError(f"decision payload: version {payload[:1]!r} is not {FORMAT_VERSION}")
     (_, flags, event_us, decided_us, amount, mcc, lat, lon, anomaly, score, server_us,
      n) = _FIXED.unpack_from(payload, 0)
@@ -261,7 +272,9 @@ def decode(payload: bytes) -> DecisionRecord:
     features = np.frombuffer(payload, _F32, n, offset).astype(np.float32)
     offset = end
     values: dict[str, Any] = {}
-    for name in _VARIABLE:
+    for name in _VARIABLE if payload[0] == FORMAT_VERSION else _VARIABLE_V1:
+        if offset + 4 > len(payload):
+            raise ValueError(f"decision payload: cut short before {name}")
         (length,) = _LENGTH.unpack_from(payload, offset)
         offset += 4
         if length == _NONE:
@@ -300,14 +313,16 @@ def tuple_copy_rows(rows: Sequence[tuple[Any, ...]]) -> CopyRows:
             _I4_I4(4, (row[c["event_day"]] - _EPOCH_DAY).days - PG_EPOCH_DAY), _I4_I8(8, row[c["amount_minor"]]),
             _I4_F8(8, row[c["score"]]), _I4_F8(8, row[c["server_time_us"]]),
             _I4_I8(8, (row[c["decided_at"]] - _EPOCH) // _ONE_US - PG_EPOCH_US), _copy_f8(row[c["anomaly_score"]]),
-            _copy_bytes(row[c["email_enc"]]), _copy_jsonb(row[c["rule_versions"]]), _copy_jsonb(row[c["rule_hits"]]),
+            _copy_jsonb(row[c["rule_versions"]]), _copy_jsonb(row[c["rule_hits"]]),
             copy_text(row[c["model_version"]]), copy_float4_array(np.asarray(row[c["features"]], np.float32)),
             copy_text(row[c["transaction_id"]]), copy_text(row[c["card_token"]]), copy_text(row[c["card_bin"]]),
             copy_text(row[c["card_last4"]]), copy_text(row[c["customer_id"]]), copy_text(row[c["merchant_id"]]),
             COPY_NULL if row[c["mcc"]] is None else _I4_I4(4, row[c["mcc"]]), copy_text(row[c["merchant_country"]]),
-            copy_text(row[c["channel"]]), copy_text(row[c["entry_mode"]]), copy_text(row[c["currency"]]),
-            _copy_f8(row[c["latitude"]]), _copy_f8(row[c["longitude"]]), _copy_bytes(row[c["device_id_enc"]]),
-            _copy_bytes(row[c["ip_address_enc"]]), copy_text(row[c["personal_key_id"]]), copy_text(row[c["action"]]),
+            copy_text(row[c["card_country"]]), copy_text(row[c["billing_country"]]),
+            copy_text(row[c["shipping_country"]]), copy_text(row[c["channel"]]), copy_text(row[c["entry_mode"]]),
+            copy_text(row[c["currency"]]), _copy_f8(row[c["latitude"]]), _copy_f8(row[c["longitude"]]),
+            _copy_bytes(row[c["device_id_enc"]]), _copy_bytes(row[c["ip_address_enc"]]),
+            _copy_bytes(row[c["email_enc"]]), copy_text(row[c["personal_key_id"]]), copy_text(row[c["action"]]),
             _copy_jsonb(row[c["reasons"]]),
         )))  # fmt: skip
     return CopyRows(pieces, 1, np.array(days, np.int64))

@@ -5,7 +5,8 @@ All three messages are, at the top level, field 1 = ``Transaction`` (repeated or
 walks the protobuf wire format once, bounds-checking every read, and for each transaction either
 validates and converts it exactly as ``serde._validate`` would (state OK: its columns are final) or
 marks it SLOW: anything not certainly identical to the Python path — every validation failure (so
-that ``_validate`` words the error), a ``pan`` (tokenized in Python), non-ASCII or non-printable
+that ``_validate`` words the error), a ``pan`` (tokenized in Python), an ``email`` with 13 digits or more
+(it may hold a card number, which the recorder takes out: see ``scrub_pans``), non-ASCII or non-printable
 strings, unknown or repeated fields, wire-type mismatches, 10-byte varints, values protobuf would
 truncate. SLOW rows are parsed on their own with ``Transaction.FromString`` and run through
 ``_validate``; their columns are merged into the blocks in request order.
@@ -34,6 +35,7 @@ from numba.core.extending import intrinsic
 from fraudguard.currencies import MINOR_UNIT
 from fraudguard.errors import ValidationError
 from fraudguard.proto.fraud.v1 import scoring_pb2, transaction_pb2
+from fraudguard.redaction import MIN_PAN_DIGITS
 from fraudguard.security.pan import PanTokenizer
 from scoring import serde
 from scoring.features.batch import (
@@ -73,13 +75,16 @@ _MAX_MCC = np.uint64(9999)
 _MAX_ENUM = np.uint64(6)  # Channel and EntryMode are both 0..6
 _IP_MIN, _IP_MAX = 2, 45
 _BIN_MIN, _BIN_MAX, _LAST4 = 6, 8, 4
+_MAX_EMAIL_LEN = 254
+_PAN_MIN_DIGITS = 13  # an e-mail with this many digits may hold a card number: Python's (recorder's) business
 
 # --- kernel output: one int64 array [N_COLS + _TAIL_ROWS, n]: the column block, reals stored as float64
-# bits, then the joined ids ---------------------------------------------------------------------------
+# bits, per-row bookkeeping, then the joined ids ------------------------------------------------------
 C_REALS = 0  # rows C_REALS + R_*: serde's reals
 C_INTS = N_REALS  # rows C_INTS + K_*: serde's ints
 C_STATE, C_START, C_END, C_ID_START, C_ID_LEN = range(N_REALS + N_INTS, N_REALS + N_INTS + 5)
-N_COLS = N_REALS + N_INTS + 5
+C_CHECKED = N_REALS + N_INTS + 5  # rows C_CHECKED + 2k, + 2k + 1: span of Transaction field 15 + k, if given
+N_COLS = C_CHECKED + 6
 _TAIL_ROWS = ((_MAX_ID_LEN + 1) + 7) // 8  # rows after the block: room for n ids of up to 128 bytes and "\n"
 _OK, _SLOW, _PROTOBUF = 0, 1, -1  # row states; _PROTOBUF (from the kernel): hand the message to protobuf
 
@@ -94,9 +99,15 @@ _LAST_TX_FIELD = 14
 # Transaction: wire type of fields 1..14 (index 0 unused)
 _TX_WIRE = np.array([-1, _LEN, _LEN, _VARINT, _LEN, _LEN, _LEN, _LEN, _VARINT, _LEN, _LEN, _LEN, _LEN,
                      _VARINT, _VARINT], np.int64)  # fmt: skip
+# Transaction fields 15..17 (billing_country, shipping_country, email) and Card field 5 (country) are checked but
+# make no column. They are taken on the branch for fields the kernel does not mirror, and the transaction's are
+# checked after its loop, from spans noted in the output: any more code in the loop costs every transaction,
+# those without these fields too.
+_LAST_CHECKED_FIELD, _EMAIL = 17, 17
+_CARD_COUNTRY = 5
 _U0, _U3, _U7, _U7F, _U80 = (np.uint64(v) for v in (0, 3, 7, 0x7F, 0x80))
 _ID_SEPARATOR = 0x0A  # "\n" joins the OK rows' ids: never inside a printable id
-_A, _Z, _D0, _D9, _SPACE, _TILDE, _COLON, _DOT, _LOWER_A, _LOWER_F = (ord(c) for c in "AZ09 ~:.af")
+_A, _Z, _D0, _D9, _SPACE, _TILDE, _COLON, _DOT, _LOWER_A, _LOWER_F, _AT = (ord(c) for c in "AZ09 ~:.af@")
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +122,7 @@ class DecodedRequest:
     buffer: U8
     id_start: I64
     id_len: I64
-    pan_free: bool = False  # True when the fast path read every transaction: no card.pan among them
+    pan_free: bool = False  # True when the fast path read every transaction: no card.pan, no e-mail holding a PAN
 
 
 # ================================================================================================
@@ -263,6 +274,39 @@ def _country(ptr: Ptr, a: int, n: int) -> int:
     return (_i64(ptr[a]) - 64) * 32 + (_i64(ptr[a + 1]) - 64)
 
 
+@njit(cache=True, nogil=True)
+def _email_ok(ptr: Ptr, a: int, n: int) -> bool:
+    """serde._check_email, for ASCII: empty, or up to 254 printable characters with one "@" inside. False too
+    for an e-mail with _PAN_MIN_DIGITS digits or more (it may hold a card number: see scrub_pans)."""
+    if n == 0:
+        return True
+    if n > _MAX_EMAIL_LEN:
+        return False
+    ats, digits = 0, 0
+    for i in range(a, a + n):
+        c = ptr[i]
+        if c < _SPACE or c > _TILDE:
+            return False
+        if c == _AT:
+            ats += 1
+        elif _D0 <= c <= _D9:
+            digits += 1
+    return ats == 1 and ptr[a] != _AT and ptr[a + n - 1] != _AT and digits < _PAN_MIN_DIGITS
+
+
+@njit(cache=True, nogil=True)
+def _checked_ok(ptr: Ptr, seen: int, ints: Ptr, n_rows: int, j: int) -> bool:
+    """Whether the Transaction's checked-only fields that were given (bits 15..17 of ``seen``) pass serde's
+    checks; their spans are in rows C_CHECKED.. of column j."""
+    for k in range(_LAST_CHECKED_FIELD - _LAST_TX_FIELD):
+        number = _LAST_TX_FIELD + 1 + k
+        if (seen >> number) & 1:
+            a, n = ints[(C_CHECKED + 2 * k) * n_rows + j], ints[(C_CHECKED + 2 * k + 1) * n_rows + j]
+            if not (_email_ok(ptr, a, n) if number == _EMAIL else _country(ptr, a, n) >= 0):
+                return False
+    return True
+
+
 @njit(cache=True, nogil=True, inline="always")
 def _timestamp(ptr: Ptr, start: int, end: int) -> tuple[int, int, int]:
     """(state, seconds, nanos) of a google.protobuf.Timestamp; SLOW for unknown, repeated or long fields."""
@@ -286,7 +330,7 @@ def _timestamp(ptr: Ptr, start: int, end: int) -> tuple[int, int, int]:
 
 @njit(cache=True, nogil=True, inline="always")
 def _card(ptr: Ptr, start: int, end: int) -> tuple[int, int, int]:
-    """(state, token start, token length) of a Card; SLOW for a pan, a bad bin or last4, unknown or
+    """(state, token start, token length) of a Card; SLOW for a pan, a bad bin, last4 or country, unknown or
     repeated fields. The token itself is checked by the caller."""
     tok_a, tok_n, seen, state = start, 0, 0, _OK
     p = start
@@ -297,7 +341,12 @@ def _card(ptr: Ptr, start: int, end: int) -> tuple[int, int, int]:
         p = nxt
         n = nxt - a
         if wire != _LEN or number > 3 or (seen >> number) & 1:  # 4 = pan: tokenized in Python
-            state = _SLOW
+            if number == _CARD_COUNTRY and wire == _LEN and not (seen >> number) & 1:  # checked, no column
+                seen |= 1 << number
+                if _country(ptr, a, n) < 0:
+                    state = _SLOW
+            else:
+                state = _SLOW
             continue
         seen |= 1 << number
         if number == 1:
@@ -357,7 +406,13 @@ def _transaction(ptr: Ptr, start: int, end: int, max_time: float, units: Ptr, re
         if slow:
             continue
         if number > _LAST_TX_FIELD or wire != _TX_WIRE[number] or (seen >> number) & 1:
-            slow = True
+            if _LAST_TX_FIELD < number <= _LAST_CHECKED_FIELD and wire == _LEN and not (seen >> number) & 1:
+                seen |= 1 << number
+                row = C_CHECKED + 2 * (number - _LAST_TX_FIELD - 1)  # checked after the loop (_checked_ok)
+                ints[row * n_rows + j] = a
+                ints[(row + 1) * n_rows + j] = n
+            else:
+                slow = True
             continue
         seen |= 1 << number
         if wire == _VARINT and n > _MAX_VALUE_BYTES:
@@ -412,6 +467,7 @@ def _transaction(ptr: Ptr, start: int, end: int, max_time: float, units: Ptr, re
         and _id_ok(ptr, id_a, id_n, True) and _id_ok(ptr, tok_a, tok_n, True)
         and _id_ok(ptr, cus_a, cus_n, False) and _id_ok(ptr, mer_a, mer_n, False)
         and _id_ok(ptr, dev_a, dev_n, False) and _ip_ok(ptr, ip_a, ip_n)
+        and (seen >> (_LAST_TX_FIELD + 1) == 0 or _checked_ok(ptr, seen, ints, n_rows, j))
     )  # fmt: skip
 
     ints[C_STATE * n_rows + j] = _SLOW if slow else _OK
@@ -471,9 +527,10 @@ def decode_transactions(buf: U8, max_time: float, units: F64, max_rows: int) -> 
 
     Returns (status, ids_start, ids_length, out). ``status`` is the number of SLOW rows, or _PROTOBUF
     when protobuf must decode the message (then ``out`` is empty). ``out[:N_COLS]`` is the block
-    [N_COLS, n]: serde's reals (as float64 bits) and ints, then per row its state, its bytes [start, end)
-    and its transaction_id's span. The OK rows' ids are ``buf[ids_start:ids_start + ids_length]`` when
-    ``ids_start >= 0``, else joined by "\\n" in the bytes of ``out[N_COLS:]``.
+    [N_COLS, n]: serde's reals (as float64 bits) and ints, then per row its state, its bytes [start, end),
+    its transaction_id's span (and scratch: the spans of its checked-only fields). The OK rows' ids are
+    ``buf[ids_start:ids_start + ids_length]`` when ``ids_start >= 0``, else joined by "\\n" in the bytes of
+    ``out[N_COLS:]``.
     ``max_time`` is serde's ``now + MAX_FUTURE_SKEW_S``; ``units`` is ``unit_table()``.
     """
     ptr, end = _pointer(buf, np.uint8), len(buf)
@@ -640,9 +697,11 @@ def _with_ids_appended(data: bytes, batch: TransactionBatch, failures: list[Item
 def _check_rules() -> None:
     """The kernel's literal rules must be serde's (its cached machine code would not see a change there)."""
     ours = (_MIN_EVENT_TIME, int(_MAX_AMOUNT_MINOR), _MAX_ID_LEN, f"[0-9A-Fa-f:.]{{{_IP_MIN},{_IP_MAX}}}",
-            "[0-9]+", "[A-Z]{2}", frozenset(range(int(_MAX_ENUM) + 1)), frozenset(range(int(_MAX_ENUM) + 1)))
+            "[0-9]+", "[A-Z]{2}", frozenset(range(int(_MAX_ENUM) + 1)), frozenset(range(int(_MAX_ENUM) + 1)),
+            _MAX_EMAIL_LEN, _PAN_MIN_DIGITS)
     theirs = (serde.MIN_EVENT_TIME, serde.MAX_AMOUNT_MINOR, serde.MAX_ID_LEN, serde._IP.pattern,
-              serde._DIGITS.pattern, serde._COUNTRY.pattern, serde._CHANNELS, serde._ENTRY_MODES)
+              serde._DIGITS.pattern, serde._COUNTRY.pattern, serde._CHANNELS, serde._ENTRY_MODES,
+              serde.MAX_EMAIL_LEN, MIN_PAN_DIGITS)
     if ours != theirs:
         raise RuntimeError(f"scoring.wire.decode's rules {ours} differ from scoring.serde's {theirs}")
 

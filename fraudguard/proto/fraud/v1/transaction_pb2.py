@@ -25,21 +25,21 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x66raud/v1/transaction.proto\x12\x08\x66raud.v1\x1a\x1fgoogle/protobuf/timestamp.proto\">\n\x04\x43\x61rd\x12\r\n\x05token\x18\x01 \x01(\t\x12\x0b\n\x03\x62in\x18\x02 \x01(\t\x12\r\n\x05last4\x18\x03 \x01(\t\x12\x0b\n\x03pan\x18\x04 \x01(\t\"/\n\x08GeoPoint\x12\x10\n\x08latitude\x18\x01 \x01(\x01\x12\x11\n\tlongitude\x18\x02 \x01(\x01\"\x86\x03\n\x0bTransaction\x12\x16\n\x0etransaction_id\x18\x01 \x01(\t\x12.\n\nevent_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0c\x61mount_minor\x18\x03 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x04 \x01(\t\x12\x1c\n\x04\x63\x61rd\x18\x05 \x01(\x0b\x32\x0e.fraud.v1.Card\x12\x13\n\x0b\x63ustomer_id\x18\x06 \x01(\t\x12\x13\n\x0bmerchant_id\x18\x07 \x01(\t\x12\x0b\n\x03mcc\x18\x08 \x01(\r\x12\x18\n\x10merchant_country\x18\t \x01(\t\x12\x11\n\tdevice_id\x18\n \x01(\t\x12\x12\n\nip_address\x18\x0b \x01(\t\x12$\n\x08location\x18\x0c \x01(\x0b\x32\x12.fraud.v1.GeoPoint\x12\"\n\x07\x63hannel\x18\r \x01(\x0e\x32\x11.fraud.v1.Channel\x12\'\n\nentry_mode\x18\x0e \x01(\x0e\x32\x13.fraud.v1.EntryMode*\xa1\x01\n\x07\x43hannel\x12\x17\n\x13\x43HANNEL_UNSPECIFIED\x10\x00\x12\x18\n\x14\x43HANNEL_CARD_PRESENT\x10\x01\x12\x15\n\x11\x43HANNEL_ECOMMERCE\x10\x02\x12\x10\n\x0c\x43HANNEL_MOTO\x10\x03\x12\x12\n\x0e\x43HANNEL_IN_APP\x10\x04\x12\x15\n\x11\x43HANNEL_RECURRING\x10\x05\x12\x0f\n\x0b\x43HANNEL_ATM\x10\x06*\xbd\x01\n\tEntryMode\x12\x1a\n\x16\x45NTRY_MODE_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x45NTRY_MODE_CHIP\x10\x01\x12\x1a\n\x16\x45NTRY_MODE_CONTACTLESS\x10\x02\x12\x18\n\x14\x45NTRY_MODE_MAGSTRIPE\x10\x03\x12\x15\n\x11\x45NTRY_MODE_MANUAL\x10\x04\x12\x1b\n\x17\x45NTRY_MODE_CARD_ON_FILE\x10\x05\x12\x15\n\x11\x45NTRY_MODE_WALLET\x10\x06\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x66raud/v1/transaction.proto\x12\x08\x66raud.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"O\n\x04\x43\x61rd\x12\r\n\x05token\x18\x01 \x01(\t\x12\x0b\n\x03\x62in\x18\x02 \x01(\t\x12\r\n\x05last4\x18\x03 \x01(\t\x12\x0b\n\x03pan\x18\x04 \x01(\t\x12\x0f\n\x07\x63ountry\x18\x05 \x01(\t\"/\n\x08GeoPoint\x12\x10\n\x08latitude\x18\x01 \x01(\x01\x12\x11\n\tlongitude\x18\x02 \x01(\x01\"\xc8\x03\n\x0bTransaction\x12\x16\n\x0etransaction_id\x18\x01 \x01(\t\x12.\n\nevent_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0c\x61mount_minor\x18\x03 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x04 \x01(\t\x12\x1c\n\x04\x63\x61rd\x18\x05 \x01(\x0b\x32\x0e.fraud.v1.Card\x12\x13\n\x0b\x63ustomer_id\x18\x06 \x01(\t\x12\x13\n\x0bmerchant_id\x18\x07 \x01(\t\x12\x0b\n\x03mcc\x18\x08 \x01(\r\x12\x18\n\x10merchant_country\x18\t \x01(\t\x12\x11\n\tdevice_id\x18\n \x01(\t\x12\x12\n\nip_address\x18\x0b \x01(\t\x12$\n\x08location\x18\x0c \x01(\x0b\x32\x12.fraud.v1.GeoPoint\x12\"\n\x07\x63hannel\x18\r \x01(\x0e\x32\x11.fraud.v1.Channel\x12\'\n\nentry_mode\x18\x0e \x01(\x0e\x32\x13.fraud.v1.EntryMode\x12\x17\n\x0f\x62illing_country\x18\x0f \x01(\t\x12\x18\n\x10shipping_country\x18\x10 \x01(\t\x12\r\n\x05\x65mail\x18\x11 \x01(\t*\xa1\x01\n\x07\x43hannel\x12\x17\n\x13\x43HANNEL_UNSPECIFIED\x10\x00\x12\x18\n\x14\x43HANNEL_CARD_PRESENT\x10\x01\x12\x15\n\x11\x43HANNEL_ECOMMERCE\x10\x02\x12\x10\n\x0c\x43HANNEL_MOTO\x10\x03\x12\x12\n\x0e\x43HANNEL_IN_APP\x10\x04\x12\x15\n\x11\x43HANNEL_RECURRING\x10\x05\x12\x0f\n\x0b\x43HANNEL_ATM\x10\x06*\xbd\x01\n\tEntryMode\x12\x1a\n\x16\x45NTRY_MODE_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x45NTRY_MODE_CHIP\x10\x01\x12\x1a\n\x16\x45NTRY_MODE_CONTACTLESS\x10\x02\x12\x18\n\x14\x45NTRY_MODE_MAGSTRIPE\x10\x03\x12\x15\n\x11\x45NTRY_MODE_MANUAL\x10\x04\x12\x1b\n\x17\x45NTRY_MODE_CARD_ON_FILE\x10\x05\x12\x15\n\x11\x45NTRY_MODE_WALLET\x10\x06\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'fraud.v1.transaction_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CHANNEL']._serialized_start=580
-  _globals['_CHANNEL']._serialized_end=741
-  _globals['_ENTRYMODE']._serialized_start=744
-  _globals['_ENTRYMODE']._serialized_end=933
+  _globals['_CHANNEL']._serialized_start=663
+  _globals['_CHANNEL']._serialized_end=824
+  _globals['_ENTRYMODE']._serialized_start=827
+  _globals['_ENTRYMODE']._serialized_end=1016
   _globals['_CARD']._serialized_start=73
-  _globals['_CARD']._serialized_end=135
-  _globals['_GEOPOINT']._serialized_start=137
-  _globals['_GEOPOINT']._serialized_end=184
-  _globals['_TRANSACTION']._serialized_start=187
-  _globals['_TRANSACTION']._serialized_end=577
+  _globals['_CARD']._serialized_end=152
+  _globals['_GEOPOINT']._serialized_start=154
+  _globals['_GEOPOINT']._serialized_end=201
+  _globals['_TRANSACTION']._serialized_start=204
+  _globals['_TRANSACTION']._serialized_end=660
 # @@protoc_insertion_point(module_scope)

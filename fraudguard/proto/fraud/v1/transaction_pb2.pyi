@@ -44,16 +44,18 @@ ENTRY_MODE_CARD_ON_FILE: EntryMode
 ENTRY_MODE_WALLET: EntryMode
 
 class Card(_message.Message):
-    __slots__ = ("token", "bin", "last4", "pan")
+    __slots__ = ("token", "bin", "last4", "pan", "country")
     TOKEN_FIELD_NUMBER: _ClassVar[int]
     BIN_FIELD_NUMBER: _ClassVar[int]
     LAST4_FIELD_NUMBER: _ClassVar[int]
     PAN_FIELD_NUMBER: _ClassVar[int]
+    COUNTRY_FIELD_NUMBER: _ClassVar[int]
     token: str
     bin: str
     last4: str
     pan: str
-    def __init__(self, token: _Optional[str] = ..., bin: _Optional[str] = ..., last4: _Optional[str] = ..., pan: _Optional[str] = ...) -> None: ...
+    country: str
+    def __init__(self, token: _Optional[str] = ..., bin: _Optional[str] = ..., last4: _Optional[str] = ..., pan: _Optional[str] = ..., country: _Optional[str] = ...) -> None: ...
 
 class GeoPoint(_message.Message):
     __slots__ = ("latitude", "longitude")
@@ -64,7 +66,7 @@ class GeoPoint(_message.Message):
     def __init__(self, latitude: _Optional[float] = ..., longitude: _Optional[float] = ...) -> None: ...
 
 class Transaction(_message.Message):
-    __slots__ = ("transaction_id", "event_time", "amount_minor", "currency", "card", "customer_id", "merchant_id", "mcc", "merchant_country", "device_id", "ip_address", "location", "channel", "entry_mode")
+    __slots__ = ("transaction_id", "event_time", "amount_minor", "currency", "card", "customer_id", "merchant_id", "mcc", "merchant_country", "device_id", "ip_address", "location", "channel", "entry_mode", "billing_country", "shipping_country", "email")
     TRANSACTION_ID_FIELD_NUMBER: _ClassVar[int]
     EVENT_TIME_FIELD_NUMBER: _ClassVar[int]
     AMOUNT_MINOR_FIELD_NUMBER: _ClassVar[int]
@@ -79,6 +81,9 @@ class Transaction(_message.Message):
     LOCATION_FIELD_NUMBER: _ClassVar[int]
     CHANNEL_FIELD_NUMBER: _ClassVar[int]
     ENTRY_MODE_FIELD_NUMBER: _ClassVar[int]
+    BILLING_COUNTRY_FIELD_NUMBER: _ClassVar[int]
+    SHIPPING_COUNTRY_FIELD_NUMBER: _ClassVar[int]
+    EMAIL_FIELD_NUMBER: _ClassVar[int]
     transaction_id: str
     event_time: _timestamp_pb2.Timestamp
     amount_minor: int
@@ -93,4 +98,7 @@ class Transaction(_message.Message):
     location: GeoPoint
     channel: Channel
     entry_mode: EntryMode
-    def __init__(self, transaction_id: _Optional[str] = ..., event_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., amount_minor: _Optional[int] = ..., currency: _Optional[str] = ..., card: _Optional[_Union[Card, _Mapping]] = ..., customer_id: _Optional[str] = ..., merchant_id: _Optional[str] = ..., mcc: _Optional[int] = ..., merchant_country: _Optional[str] = ..., device_id: _Optional[str] = ..., ip_address: _Optional[str] = ..., location: _Optional[_Union[GeoPoint, _Mapping]] = ..., channel: _Optional[_Union[Channel, str]] = ..., entry_mode: _Optional[_Union[EntryMode, str]] = ...) -> None: ...
+    billing_country: str
+    shipping_country: str
+    email: str
+    def __init__(self, transaction_id: _Optional[str] = ..., event_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., amount_minor: _Optional[int] = ..., currency: _Optional[str] = ..., card: _Optional[_Union[Card, _Mapping]] = ..., customer_id: _Optional[str] = ..., merchant_id: _Optional[str] = ..., mcc: _Optional[int] = ..., merchant_country: _Optional[str] = ..., device_id: _Optional[str] = ..., ip_address: _Optional[str] = ..., location: _Optional[_Union[GeoPoint, _Mapping]] = ..., channel: _Optional[_Union[Channel, str]] = ..., entry_mode: _Optional[_Union[EntryMode, str]] = ..., billing_country: _Optional[str] = ..., shipping_country: _Optional[str] = ..., email: _Optional[str] = ...) -> None: ...
