@@ -4,6 +4,8 @@ Requests are pre-serialised bytes (the channel's request serializer is the ident
 the client's hot loop only sends, waits and parses answers. Open loop runs the schedule
 in a ticker thread: ``time.sleep`` wakes within tens of microseconds, where asyncio's
 timers round up to a whole millisecond and would add that to every measured latency.
+:func:`drive_closed` and :func:`drive_open` are the unary loops, shared with the REST
+client (``loadgen_rest_client``): they know only a ``call(intended, sent)`` coroutine.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ CHANNEL_OPTIONS = (("grpc.max_receive_message_length", 64 * 1024 * 1024),)
 
 # (transactions scored, server_time_us of the message, item errors by code name)
 Outcome = tuple[int, float | None, Counter[str] | None]
+# one unary request, sent at ``sent`` though due at ``intended``; it records its own outcome
+UnaryCall = Callable[[float, float], Coroutine[None, None, None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +41,7 @@ class ClientPlan:
     """What one client process does. ``rate`` is request messages per second (open loop)."""
 
     target: str
-    rpc: str  # "score", "stream" or "batch"
+    rpc: str  # "score", "stream" or "batch" (REST: "score" or "batch")
     mode: str  # "open" or "closed"
     rate: float
     concurrency: int  # closed loop: in-flight requests; stream: streams (either loop)
@@ -47,6 +51,7 @@ class ClientPlan:
     warmup_s: float
     timeout_s: float
     tls_ca: bytes | None = None
+    protocol: str = "grpc"  # "grpc" (target is HOST:PORT) or "rest" (target is the gateway's base URL)
 
 
 def open_channel(target: str, tls_ca: bytes | None) -> grpc.aio.Channel:
@@ -77,7 +82,8 @@ async def probe(target: str, tls_ca: bytes | None, timeout_s: float) -> scoring_
 _STATUS_NAMES: dict[int, str] = {status.value[0]: status.name for status in grpc.StatusCode}
 
 
-def _code_name(code: int) -> str:
+def code_name(code: int) -> str:
+    """The name of a gRPC status code number (REST batch item errors carry the number)."""
     return _STATUS_NAMES.get(code, f"CODE_{code}")
 
 
@@ -98,7 +104,7 @@ def results_outcome(results: Sequence[scoring_pb2.ScoreResult]) -> Outcome:
                 server_us = result.decision.server_time_us
         else:
             errors = errors if errors is not None else Counter()
-            errors[_code_name(result.error.code)] += 1
+            errors[code_name(result.error.code)] += 1
     return ok, server_us, errors
 
 
@@ -110,7 +116,7 @@ def stream_outcome(payload: bytes) -> Outcome:
     return results_outcome(scoring_pb2.ScoreStreamResponse.FromString(payload).results)
 
 
-class _Ticker:
+class Ticker:
     """Runs an open-loop schedule in a thread and calls ``fire`` on the event loop for each due slice."""
 
     def __init__(self, schedule: OpenLoopSchedule, fire: Callable[[list[tuple[int, float]]], None]) -> None:
@@ -142,6 +148,35 @@ class _Ticker:
             sys.setswitchinterval(interval)
 
 
+async def drive_closed(clock: Callable[[], float], recorder: Recorder, call: UnaryCall, concurrency: int,
+                       end: float) -> None:
+    """Closed loop: ``concurrency`` workers each send the next request as soon as the last is answered."""
+
+    async def worker() -> None:
+        while (now := clock()) < end:
+            recorder.sent(now, now)
+            await call(now, now)
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+
+
+async def drive_open(clock: Callable[[], float], recorder: Recorder, call: UnaryCall,
+                     schedule: OpenLoopSchedule) -> None:
+    """Open loop: one task per request at its scheduled time, however many are still unanswered."""
+    tasks: set[asyncio.Task[None]] = set()
+
+    def fire(due: list[tuple[int, float]]) -> None:
+        for _, intended in due:
+            sent = clock()
+            recorder.sent(intended, sent)
+            task = asyncio.create_task(call(intended, sent))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+
+    await Ticker(schedule, fire).run()
+    await asyncio.gather(*tasks)
+
+
 class Client:
     """Sends ``requests`` (cycled) to one target according to ``plan``; ``run`` returns the measurements."""
 
@@ -152,7 +187,6 @@ class Client:
         self._requests = requests
         self._clock = time.perf_counter
         self._counter: Iterator[int] = itertools.count()
-        self._tasks: set[asyncio.Task[None]] = set()
         self._recorder = Recorder(Window(0.0, 0.0))
         method = {"score": "Score", "batch": "ScoreBatch", "stream": "ScoreStream"}[plan.rpc]
         self._method = _SERVICE + "/" + method
@@ -198,27 +232,13 @@ class Client:
 
     async def _run_unary_closed(self, channel: grpc.aio.Channel, end: float) -> None:
         method = self._unary(channel)
-
-        async def worker() -> None:
-            while (now := self._clock()) < end:
-                self._recorder.sent(now, now)
-                await self._call(method, now, now)
-
-        await asyncio.gather(*(worker() for _ in range(self._plan.concurrency)))
+        await drive_closed(self._clock, self._recorder, lambda intended, sent: self._call(method, intended, sent),
+                           self._plan.concurrency, end)
 
     async def _run_unary_open(self, channel: grpc.aio.Channel, begin: float, end: float) -> None:
         method = self._unary(channel)
-
-        def fire(due: list[tuple[int, float]]) -> None:
-            for _, intended in due:
-                sent = self._clock()
-                self._recorder.sent(intended, sent)
-                task = asyncio.create_task(self._call(method, intended, sent))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
-
-        await _Ticker(OpenLoopSchedule(self._plan.rate, begin, end), fire).run()
-        await asyncio.gather(*self._tasks)
+        await drive_open(self._clock, self._recorder, lambda intended, sent: self._call(method, intended, sent),
+                         OpenLoopSchedule(self._plan.rate, begin, end))
 
     # --- ScoreStream ----------------------------------------------------------------------
 
@@ -236,7 +256,7 @@ class Client:
                 next(turn).put_nowait(intended)
 
         async def schedule() -> None:
-            await _Ticker(OpenLoopSchedule(plan.rate, begin, end), fire).run()
+            await Ticker(OpenLoopSchedule(plan.rate, begin, end), fire).run()
             for queue in queues:
                 queue.put_nowait(None)
 

@@ -17,6 +17,7 @@ from benchmarks.loadgen_schedule import LATE_SEND_THRESHOLD_S, RawResult
 
 REPORT_FORMAT = 1
 _PERCENTILES = (50.0, 90.0, 99.0, 99.9)
+PROTOCOL_LABELS = {"grpc": "gRPC", "rest": "REST"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +54,11 @@ class RunParameters:
     duration_s: float
     warmup_s: float
     processes: int
+    protocol: str = "grpc"  # "grpc" or "rest" (through the gateway)
+
+    @property
+    def protocol_label(self) -> str:
+        return PROTOCOL_LABELS.get(self.protocol, self.protocol)
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +105,7 @@ class RunSummary:
 
 def machine_info() -> dict[str, Any]:
     versions: dict[str, str | None] = {}
-    for package in ("grpcio", "protobuf", "numpy"):
+    for package in ("grpcio", "protobuf", "numpy", "uvicorn", "httptools", "uvloop"):
         try:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
@@ -114,9 +120,10 @@ def machine_info() -> dict[str, Any]:
     }
 
 
-def report_document(runs: list[RunSummary], parameters: dict[str, Any], target: str,
-                    model_version: str) -> dict[str, Any]:
-    """The ``--output`` JSON: machine, every parameter, when, against what, and each run's figures."""
+def report_document(runs: list[RunSummary], parameters: dict[str, Any], target: str | None,
+                    model_version: str, gateway_url: str | None = None) -> dict[str, Any]:
+    """The ``--output`` JSON: machine, every parameter, when, against what (``target``: the scoring server,
+    ``gateway_url``: the REST gateway; ``None`` when not used), and each run's figures."""
     return {
         "tool": "fraudguard bench",
         "format": REPORT_FORMAT,
@@ -124,6 +131,7 @@ def report_document(runs: list[RunSummary], parameters: dict[str, Any], target: 
         "machine": machine_info(),
         "parameters": parameters,
         "target": target,
+        "gateway_url": gateway_url,
         "model_version": model_version,
         "runs": [run.to_json() for run in runs],
     }
@@ -144,7 +152,7 @@ def human_summary(summary: RunSummary) -> str:
     lat, svc, srv = summary.latency_us, summary.service_latency_us, summary.server_time_us
     load = f"{p.rate:,.0f} req/s" if p.mode == "open" and p.rate else f"concurrency {p.concurrency}"
     lines = [
-        f"{p.name}: {p.rpc}, {p.mode} loop, {load}, batch {p.batch_size}, "
+        f"{p.name}: {p.protocol_label} {p.rpc}, {p.mode} loop, {load}, batch {p.batch_size}, "
         f"{p.processes} process(es), {p.duration_s:g} s measured after {p.warmup_s:g} s warm-up",
         f"  throughput   {summary.transactions_per_s:,.0f} tx/s, {summary.requests_per_s:,.0f} req/s",
         f"  latency ms   p50 {_ms(lat.p50)}  p90 {_ms(lat.p90)}  p99 {_ms(lat.p99)}  "
@@ -161,6 +169,7 @@ def human_summary(summary: RunSummary) -> str:
 
 
 def markdown_table(runs: list[RunSummary]) -> str:
+    """One row per run, its name led by its protocol (``gRPC`` or ``REST``, through the gateway)."""
     rows = [
         "| run | tx/s | req/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms "
         "| server p50 µs | server p99 µs | errors |",
@@ -169,8 +178,8 @@ def markdown_table(runs: list[RunSummary]) -> str:
     for s in runs:
         lat = s.latency_us
         rows.append(
-            f"| {s.parameters.name} | {s.transactions_per_s:,.0f} | {s.requests_per_s:,.0f} | {_ms(lat.p50)} | "
-            f"{_ms(lat.p90)} | {_ms(lat.p99)} | {_ms(lat.p99_9)} | {_ms(lat.max)} | {s.server_time_us.p50:.1f} | "
-            f"{s.server_time_us.p99:.1f} | {_errors_text(s)} |"
+            f"| {s.parameters.protocol_label} {s.parameters.name} | {s.transactions_per_s:,.0f} | "
+            f"{s.requests_per_s:,.0f} | {_ms(lat.p50)} | {_ms(lat.p90)} | {_ms(lat.p99)} | {_ms(lat.p99_9)} | "
+            f"{_ms(lat.max)} | {s.server_time_us.p50:.1f} | {s.server_time_us.p99:.1f} | {_errors_text(s)} |"
         )
     return "\n".join(rows)

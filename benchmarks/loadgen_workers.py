@@ -1,5 +1,8 @@
 """Client processes: each builds its own traffic, all start together, their measurements are merged.
 
+A plan's ``protocol`` picks the client: gRPC (protobuf bytes) or REST (JSON bodies, ``loadgen_rest_client``);
+the traffic is the same either way.
+
 One Python process tops out at a few thousand unary calls per second of client work, so
 ``--processes N`` splits the load (rate and concurrency) over N spawned processes. Raw
 latencies come back and are concatenated, so merged percentiles are exact.
@@ -13,6 +16,8 @@ from dataclasses import dataclass, replace
 from multiprocessing.synchronize import Barrier
 
 from benchmarks.loadgen_client import ClientPlan, run_client
+from benchmarks.loadgen_rest_client import run_rest_client
+from benchmarks.loadgen_rest_json import request_bodies
 from benchmarks.loadgen_schedule import RawResult
 from benchmarks.loadgen_transactions import TransactionFactory, serialized_requests, synthetic_transactions
 from fraudguard.errors import FraudguardError
@@ -39,7 +44,8 @@ class Traffic:
 
 
 def prepare_requests(plan: ClientPlan, traffic: Traffic, worker: int) -> list[bytes]:
-    """This process's request messages, serialised, cycled by the client."""
+    """This process's request messages (protobuf or JSON, as ``plan.protocol`` says), serialised, cycled by the
+    client."""
     pool = max(traffic.pool_size, plan.batch_size)
     prefix = f"fgb-{traffic.run_tag}-{worker}"
     stream_seed = traffic.seed * 1_000 + worker + 1
@@ -47,7 +53,14 @@ def prepare_requests(plan: ClientPlan, traffic: Traffic, worker: int) -> list[by
         transactions = synthetic_transactions(pool, stream_seed, prefix)
     else:
         transactions = TransactionFactory(traffic.seed).build(pool, stream_seed=stream_seed, id_prefix=prefix)
+    if plan.protocol == "rest":
+        return request_bodies(transactions, plan.rpc, plan.batch_size)
     return serialized_requests(transactions, plan.rpc, plan.batch_size)
+
+
+def run_plan(plan: ClientPlan, requests: list[bytes]) -> RawResult:
+    """Run one client of ``plan.protocol`` in this process."""
+    return run_rest_client(plan, requests) if plan.protocol == "rest" else run_client(plan, requests)
 
 
 def split_plan(plan: ClientPlan, processes: int) -> list[ClientPlan]:
@@ -62,7 +75,7 @@ def _worker_main(plan: ClientPlan, traffic: Traffic, worker: int, barrier: Barri
     try:
         requests = prepare_requests(plan, traffic, worker)
         barrier.wait(_READY_TIMEOUT_S)
-        results.put((worker, run_client(plan, requests)))
+        results.put((worker, run_plan(plan, requests)))
     except BaseException as exc:  # reported to the parent, which raises LoadgenError
         barrier.abort()
         results.put((worker, f"{type(exc).__name__}: {exc}"))
@@ -71,7 +84,7 @@ def _worker_main(plan: ClientPlan, traffic: Traffic, worker: int, barrier: Barri
 def run_in_processes(plan: ClientPlan, traffic: Traffic, processes: int) -> RawResult:
     """Run ``plan`` split over ``processes`` spawned client processes; merge what they measured."""
     if processes == 1:
-        return run_client(plan, prepare_requests(plan, traffic, 0))
+        return run_plan(plan, prepare_requests(plan, traffic, 0))
     context = multiprocessing.get_context("spawn")  # never fork a process that may hold gRPC state
     barrier = context.Barrier(processes)
     results: multiprocessing.Queue[tuple[int, RawResult | str]] = context.Queue()
