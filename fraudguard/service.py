@@ -28,7 +28,8 @@ class StartupError(Exception):
 
 def service_main(argv: list[str], *, prog: str, description: str,
                  run: Callable[[Settings], Coroutine[Any, Any, None]], only: Sequence[str] | None = None,
-                 exclude: Sequence[str] = ()) -> int:
+                 exclude: Sequence[str] = (),
+                 loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None) -> int:
     """Parse ``argv`` into :class:`Settings` (the fields ``only``/not ``exclude``), log, ``run``; the exit code."""
     parser = argparse.ArgumentParser(prog=prog, description=description)
     Settings.add_arguments(parser, only=only, exclude=exclude)
@@ -40,7 +41,8 @@ def service_main(argv: list[str], *, prog: str, description: str,
         return int(ExitCode.INVALID_SETTING)
     configure_logging(settings.log_level)
     try:
-        asyncio.run(run(settings))
+        with asyncio.Runner(loop_factory=loop_factory) as runner:
+            runner.run(run(settings))
     except StartupError as exc:
         log.error("cannot start", extra={"error": str(exc), "exit_code": int(exc.code)})
         print(f"{prog}: {exc}", file=sys.stderr)
