@@ -57,6 +57,11 @@ bench-trainer: $(VENV)/.installed
 bench-load: $(VENV)/.installed
 	$(BIN)/fraudguard bench --spawn-server --data-dir $(DATA_DIR) --scenario all --output results/load.json
 
+## bench-rest: gRPC unary beside REST /v1/score through a gateway, both started by the load generator
+.PHONY: bench-rest
+bench-rest: $(VENV)/.installed
+	$(BIN)/fraudguard bench --spawn-server --data-dir $(DATA_DIR) --scenario rest --duration 10 --output results/load_rest.json
+
 ## bench-recording: the scoring server with recording off, then on (PostgreSQL at FRAUDGUARD_BENCH_DSN, default the
 ## local one): capacity, open-loop p99 and the rows/s the writer stores; then the hot path's per-call p50/p99
 ## with and without recording, the writer running (results/recording.json, results/hot_path_recording.json)
