@@ -19,6 +19,7 @@ class ExitCode(IntEnum):
     # scoring server: 20–29
     NO_MODEL_BUNDLE = 20
     CANNOT_BIND = 21
+    RULES_INVALID = 24
     # model registry: 30–39
     UNKNOWN_MODEL_VERSION = 30
     BAD_MODEL_BUNDLE = 31
@@ -47,6 +48,8 @@ EXIT_CODE_HELP: dict[ExitCode, str] = {
     ExitCode.NO_MODEL_BUNDLE: "no usable promoted model bundle in DATA_DIR/models; run 'fraudguard models demo' "
     "or 'fraudguard train', then 'fraudguard models promote VERSION'",
     ExitCode.CANNOT_BIND: "the --listen address cannot be bound (in use, or not a local address)",
+    ExitCode.RULES_INVALID: "the rules file (--rules-file, or DATA_DIR/rules/active.rules) or one of its lists in "
+    "DATA_DIR/rules/lists cannot be read or does not compile; the message gives the file, line and column",
     ExitCode.UNKNOWN_MODEL_VERSION: "no bundle with that version; 'fraudguard models list' shows them",
     ExitCode.BAD_MODEL_BUNDLE: "the bundle is malformed or was trained on another feature schema",
     ExitCode.TARGET_UNREACHABLE: "the scoring server at --target does not answer",

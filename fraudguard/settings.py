@@ -40,7 +40,13 @@ class Settings:
     max_entities: int = _opt(131_072, "entity-state capacity for customers, devices, IPs and merchants, each")
     max_recent_transactions: int = _opt(1_048_576, "transactions remembered for ReportOutcome look-ups")
     snapshot_interval_s: float = _opt(300.0, "seconds between periodic entity-state snapshots (0: only on shutdown)")
-    model_poll_interval_s: float = _opt(1.0, "seconds between checks for a newly promoted model bundle")
+    model_poll_interval_s: float = _opt(
+        1.0, "seconds between checks for a newly promoted model bundle (and for an edited rules file or list)"
+    )
+    rules_file: Path | None = _opt(
+        None, "rules text (the rules language); default DATA_DIR/rules/active.rules when it exists; none: the model "
+              "alone decides. Its '@NAME' lists are DATA_DIR/rules/lists/NAME.txt (see rules_lists_dir)"
+    )
     bands: str = _opt("", "override the bundle's action thresholds, e.g. 'challenge=0.3,review=0.6,block=0.9'")
     top_reasons: int = _opt(3, "reasons returned per decision")
     max_batch: int = _opt(4096, "transactions accepted in one ScoreBatch/ScoreStream message")
@@ -142,6 +148,22 @@ class Settings:
     @property
     def models_dir(self) -> Path:
         return self.data_dir / "models"
+
+    @property
+    def rules_dir(self) -> Path:
+        return self.data_dir / "rules"
+
+    @property
+    def rules_path(self) -> Path:
+        """The rules text served: ``rules_file``, else ``DATA_DIR/rules/active.rules`` (used when it exists)."""
+        return self.rules_file or self.rules_dir / "active.rules"
+
+    @property
+    def rules_lists_dir(self) -> Path:
+        """The rules' named lists: ``@NAME`` is ``NAME.txt`` here, one value per line, ``#`` starts a comment; a
+        file whose values are all numbers is a list of numbers (for ``mcc``, ``amount``), else of texts (ids,
+        codes); a value in double quotes is always a text (``"12345"``). Edits are picked up like the rules."""
+        return self.rules_dir / "lists"
 
     @property
     def state_dir(self) -> Path:

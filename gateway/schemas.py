@@ -139,6 +139,11 @@ class RuleHit(BaseModel):
     description: str
 
 
+class StoredRuleHit(BaseModel):
+    rule_id: str
+    action: ActionName
+
+
 class Decision(BaseModel):
     transaction_id: str
     score: float | None = Field(description="fraud probability in [0, 1]; null when the model gave no number")
@@ -225,9 +230,9 @@ class StoredDecision(BaseModel):
     score: float | None
     action: ActionName
     reasons: list[Reason]
-    rule_hits: list[RuleHit]
+    rule_hits: list[StoredRuleHit]
     model_version: str
-    rule_versions: dict[str, str]
+    rule_versions: dict[str, str] = Field(description='the versions that decided, e.g. {"rule_set": "..."}')
     features: dict[str, float | None]
     server_time_us: float
     labels: list[Label]

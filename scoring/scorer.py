@@ -25,6 +25,7 @@ from scoring.decision import decide, thresholds_array
 from scoring.features import FeatureEngine
 from scoring.features.batch import TransactionBatch
 from scoring.model import ActiveModel, ModelRuntime, Thresholds
+from scoring.rules import RuleColumns, RuleSet
 
 # Batches of at least this many rows compute their reasons on the helper thread (measured on the 2-core VM:
 # with a free core, 16 rows gain 16%, 32 rows 24%, 64 rows 30%; with both cores busy, 32 rows lose 6%).
@@ -44,10 +45,23 @@ class ScoredBatch:
     reason_contribution: npt.NDArray[np.float64]  # [n, k] log-odds contributions
     model_version: str
     server_time_us: float  # per transaction, amortised over the batch
+    rule_set: RuleSet | None = None  # the rules that decided with the model (None: the model alone)
+    rule_hits: npt.NDArray[np.bool_] | None = None  # [n, len(rule_set.rules)]: rule r hit transaction i
+
+    @property
+    def rule_set_version(self) -> str:
+        return "" if self.rule_set is None else self.rule_set.version
+
+    def hit_ids(self, row: int) -> tuple[str, ...]:
+        """Ids of the rules that hit transaction ``row``, in rule-set order."""
+        if self.rule_set is None or self.rule_hits is None:
+            return ()
+        ids = self.rule_set.rule_ids
+        return tuple(ids[r] for r in np.flatnonzero(self.rule_hits[row]).tolist())
 
 
 class Scorer:
-    """Holds the feature engine and the active model; swaps the model atomically.
+    """Holds the feature engine, the active model and the active rules (if any); swaps either atomically.
 
     ``overlap_min_rows``: batches of at least this many rows run the reason codes on a helper
     thread (started on first use, one per scorer) in parallel with onnxruntime; ``None`` never does.
@@ -55,7 +69,7 @@ class Scorer:
 
     def __init__(
         self, engine: FeatureEngine, model: ActiveModel, bands: Thresholds | None = None, top_reasons: int = 3,
-        *, overlap_min_rows: int | None = OVERLAP_MIN_ROWS,
+        *, overlap_min_rows: int | None = OVERLAP_MIN_ROWS, rules: RuleSet | None = None,
     ) -> None:
         if overlap_min_rows is not None and overlap_min_rows < 1:
             raise ValueError(f"overlap_min_rows must be >= 1 or None, got {overlap_min_rows}")
@@ -64,6 +78,7 @@ class Scorer:
         self.top_reasons = top_reasons
         self._model = model
         self._thresholds = self._thresholds_for(model)
+        self._rules = rules
         self._overlap_min_rows = overlap_min_rows
         self._helper: ThreadPoolExecutor | None = None
         self._helper_lock = threading.Lock()
@@ -71,6 +86,10 @@ class Scorer:
     @property
     def model(self) -> ActiveModel:
         return self._model
+
+    @property
+    def rules(self) -> RuleSet | None:
+        return self._rules
 
     @property
     def thresholds(self) -> npt.NDArray[np.float64]:
@@ -84,16 +103,27 @@ class Scorer:
         thresholds = self._thresholds_for(model)
         self._model, self._thresholds = model, thresholds
 
+    def swap_rules(self, rules: RuleSet | None) -> None:
+        """Take ``rules`` (``None``: the model alone decides) for every later call; in-flight calls finish on the
+        old ones."""
+        self._rules = rules
+
     def score(self, batch: TransactionBatch, started_ns: int | None = None) -> ScoredBatch:
-        """Features, score, action and reasons for every transaction of ``batch``."""
+        """Features, score, action and reasons for every transaction of ``batch``; with rules, the action is the
+        model's combined with the rules' (see ``scoring.rules.ruleset``) and the hits are kept."""
         t0 = time.perf_counter_ns() if started_ns is None else started_ns
-        model, thresholds = self._model, self._thresholds
+        model, thresholds, rules = self._model, self._thresholds, self._rules
         x = self.engine.process(batch)
         scores, (idx, contrib) = self._predict_and_explain(model.runtime, x)
         actions = decide(scores, thresholds)
+        hits = None
+        if rules is not None:
+            outcome = rules.evaluate(RuleColumns.of(batch, x, scores), actions)
+            actions, hits = outcome.action, outcome.hits
         n = max(len(batch), 1)
         elapsed_us = (time.perf_counter_ns() - t0) / 1000.0
-        return ScoredBatch(x, scores, actions, idx, contrib, model.bundle.manifest.version, elapsed_us / n)
+        return ScoredBatch(x, scores, actions, idx, contrib, model.bundle.manifest.version, elapsed_us / n, rules,
+                           hits)
 
     def close(self) -> None:
         """Stop the helper thread, if one was started (also done when the scorer is garbage-collected).

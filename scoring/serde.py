@@ -202,7 +202,8 @@ def fill_decisions(
     transaction_ids: Sequence[str],
     rule_set_version: str = "",
 ) -> None:
-    """Write row i of ``scored`` into ``targets[i]`` in place (no message copies), reasons strongest first."""
+    """Write row i of ``scored`` into ``targets[i]`` in place (no message copies), reasons strongest first, then
+    the rules that hit it. ``rule_set_version`` defaults to that of ``scored``."""
     names = _FEATURE_NAMES
     formats = _REASON_FORMATS
     reason_index = scored.reason_index.tolist()
@@ -212,6 +213,9 @@ def fill_decisions(
     actions = scored.actions.tolist()
     model_version = scored.model_version
     server_time_us = scored.server_time_us
+    rule_set_version = rule_set_version or scored.rule_set_version
+    hits = scored.rule_hits
+    rules = scored.rule_set.rules if scored.rule_set is not None else ()
     for i, decision in enumerate(targets):
         decision.transaction_id = transaction_ids[i]
         decision.score = scores[i]
@@ -223,6 +227,10 @@ def fill_decisions(
         add = decision.reasons.add
         for f, v, c in zip(reason_index[i], reason_value[i], reason_contribution[i], strict=True):
             add(feature=names[f], value=v, contribution=c, text=formats[f](value=v))
+        if hits is not None and rules:
+            for r in np.flatnonzero(hits[i]).tolist():
+                rule = rules[r]
+                decision.rule_hits.add(rule_id=rule.rule_id, action=rule.action.value, description=rule.description)
 
 
 def results_into(

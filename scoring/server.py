@@ -1,11 +1,12 @@
 """``fraudguard serve``: the grpc.aio scoring server, its lifecycle and its entry point.
 
 Start: settings → logging → PAN key → entity state (restored from the last snapshot) →
-promoted model bundle → database (when recording or auth is on; embedded unless
-``database_url``) → journals and decision writer (``scoring.record.recorder``) → bind →
-serve, with health, reflection and, with ``auth``, the API-key interceptor (and, with ``metrics_listen``,
-Prometheus ``/metrics`` over HTTP, see ``scoring.metrics``). A model watcher
-swaps newly promoted bundles in; periodic tasks snapshot the state and keep the daily
+promoted model bundle → rules (``rules_file``, or ``DATA_DIR/rules/active.rules`` if it exists) →
+database (when recording or auth is on; embedded unless ``database_url``) → journals and decision
+writer (``scoring.record.recorder``) → bind → serve, with health, reflection and, with ``auth``, the
+API-key interceptor (and, with ``metrics_listen``, Prometheus ``/metrics`` over HTTP, see
+``scoring.metrics``). A model watcher swaps newly promoted bundles in, a rules watcher edited rules
+(``scoring.rules.watcher``); periodic tasks snapshot the state and keep the daily
 partitions. SIGTERM/SIGINT: health goes NOT_SERVING, in-flight calls get
 ``shutdown_grace_s`` to finish, every answered decision is stored (or journaled), the state
 is snapshotted, exit 0.
@@ -45,6 +46,9 @@ from scoring.metrics import MetricsEndpoint, ScoringMetrics, scoring_registry
 from scoring.model import ActiveModel, ModelWatcher, load_promoted
 from scoring.record import DecisionWriter, JournalError, RecorderError
 from scoring.record.recorder import Recorder
+from scoring.rules import RuleSet
+from scoring.rules.files import Fingerprint, RulesFileError, RulesSource
+from scoring.rules.watcher import RulesWatcher
 from scoring.scorer import OVERLAP_MIN_ROWS, Scorer
 from scoring.servicer import ScoringServicer, add_scoring_service
 
@@ -80,8 +84,8 @@ def warm_up(scorer: Scorer, tokenizer: PanTokenizer) -> None:
     """Run the whole path (wire decode, features, model, reasons, wire encode) on a throw-away engine, so the
     first real call does not pay for loading the compiled kernels (Numba loads its on-disk cache lazily, per
     signature)."""
-    scratch = ScoringServicer(Scorer(FeatureEngine(EngineCapacity(8, 8, 8)), scorer.model, None, scorer.top_reasons),
-                              tokenizer, max_batch=2)
+    scratch = ScoringServicer(Scorer(FeatureEngine(EngineCapacity(8, 8, 8)), scorer.model, None, scorer.top_reasons,
+                                     rules=scorer.rules), tokenizer, max_batch=2)
     scratch.score_one(scoring_pb2.ScoreRequest(transaction=_WARM_UP_TRANSACTION).SerializeToString())
     for n in (1, 2):
         request = scoring_pb2.ScoreBatchRequest(transactions=[_WARM_UP_TRANSACTION] * n).SerializeToString()
@@ -124,6 +128,7 @@ class ScoringServer:
     recorder: Recorder | None = None
     metrics: ScoringMetrics | None = None
     metrics_endpoint: MetricsEndpoint | None = None
+    rules_watcher: RulesWatcher | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @property
@@ -164,12 +169,20 @@ class ScoringServer:
         self.scorer.swap_model(model)
         log.info("model swapped in", extra={"model_version": model.bundle.manifest.version})
 
+    def _on_new_rules(self, rules: RuleSet | None) -> None:
+        self.scorer.swap_rules(rules)
+        if rules is not None:
+            log.info("rules swapped in", extra={"rule_set_version": rules.version, "rules": len(rules.rules),
+                                                "rules_file": str(self.settings.rules_path)})
+
     async def stop(self, grace: float | None = None) -> None:
         """Stop taking calls, let in-flight ones finish within ``grace``, snapshot the state; ``/metrics`` is
         served until the end."""
         try:
             await self.health.enter_graceful_shutdown()
             await self.watcher.stop()
+            if self.rules_watcher is not None:
+                await self.rules_watcher.stop()
             for task in self._tasks:
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -226,6 +239,22 @@ async def _stop_recording(database: Database | None, recorder: Recorder | None) 
             await database.close()
 
 
+async def _load_rules(source: RulesSource, required: bool) -> tuple[RuleSet | None, Fingerprint | None]:
+    """The rules to serve from the start (``None``: none, the model alone decides) and their files' fingerprint."""
+    fingerprint = source.fingerprint()  # before reading: an edit made meanwhile is noticed by the watcher
+    if fingerprint is None:
+        if required:
+            raise StartupError(ExitCode.RULES_INVALID, f"{source.path}: rules file not found")
+        return None, None
+    try:
+        rules = await asyncio.to_thread(source.load)
+    except RulesFileError as exc:
+        raise StartupError(ExitCode.RULES_INVALID, str(exc)) from exc
+    log.info("rules loaded", extra={"rule_set_version": rules.version, "rules": len(rules.rules),
+                                    "rules_file": str(source.path)})
+    return rules, fingerprint
+
+
 async def start_server(settings: Settings) -> ScoringServer:
     """Load everything, bind, start serving; raises ``StartupError`` with an exit code."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -241,11 +270,13 @@ async def start_server(settings: Settings) -> ScoringServer:
         model = await asyncio.to_thread(load_promoted, settings.models_dir, settings.onnx_threads)
     except BundleError as exc:
         raise StartupError(ExitCode.NO_MODEL_BUNDLE, str(exc)) from exc
+    rules_source = RulesSource(settings.rules_path, settings.rules_lists_dir)
+    rules, rules_fingerprint = await _load_rules(rules_source, required=settings.rules_file is not None)
     engine = await asyncio.to_thread(restore_engine, settings)
     # with one onnxruntime thread, reasons for large batches run on a second thread meanwhile; with more,
     # onnxruntime already keeps the cores busy
     overlap = OVERLAP_MIN_ROWS if settings.onnx_threads == 1 else None
-    scorer = Scorer(engine, model, bands, settings.top_reasons, overlap_min_rows=overlap)
+    scorer = Scorer(engine, model, bands, settings.top_reasons, overlap_min_rows=overlap, rules=rules)
     tokenizer = PanTokenizer(key)
     await asyncio.to_thread(warm_up, scorer, tokenizer)
     # Everything loaded so far (models, compiled kernels, the state) lives as long as the process: move it out of
@@ -264,10 +295,13 @@ async def start_server(settings: Settings) -> ScoringServer:
         if settings.record:
             assert database is not None
             recorder = await _start_recording(settings, tokenizer, database)
-        return await _bind_and_serve(settings, scorer, model, options, tokenizer, database, recorder)
+        running = await _bind_and_serve(settings, scorer, model, options, tokenizer, database, recorder)
     except BaseException:
         await _stop_recording(database, recorder)
         raise
+    running.rules_watcher = RulesWatcher(rules_source, settings.model_poll_interval_s)
+    running.rules_watcher.start(running._on_new_rules, rules_fingerprint)
+    return running
 
 
 def _start_metrics(settings: Settings, metrics: ScoringMetrics | None, scorer: Scorer,
@@ -346,6 +380,7 @@ async def _bind_grpc_and_serve(settings: Settings, scorer: Scorer, model: Active
             "recording": recorder is not None,
             "database": database.target if database is not None else None,
             "model_version": model.bundle.manifest.version,
+            "rule_set_version": scorer.rules.version if scorer.rules is not None else None,
             "metrics_port": running.metrics_port,
         },
     )

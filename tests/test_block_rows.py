@@ -4,6 +4,7 @@ and features, non-ASCII ids, empty reasons, a message with a refused transaction
 
 from __future__ import annotations
 
+import json
 import math
 import struct
 from typing import Any
@@ -18,9 +19,19 @@ from fraudguard.security.pan import PanTokenizer
 from scoring.features.schema import FEATURES
 from scoring.record import block as block_module
 from scoring.record import items as items_module
-from scoring.record.block import DecisionBlock, MessageKind, block_copy_rows, block_rows, scrub_pans
-from scoring.record.items import copy_rows_of, rows_of
+from scoring.record.block import (
+    BLOCK_VERSION,
+    BLOCK_VERSION_RULES,
+    DecisionBlock,
+    MessageKind,
+    block_copy_rows,
+    block_rows,
+    rule_entries,
+    scrub_pans,
+)
+from scoring.record.items import copy_rows_of, decode_item, rows_of
 from scoring.record.rows import COLUMNS, COPY_COLUMNS, CopyEncodingError, CopyRows, DecisionRecord, copy_payload
+from scoring.rules import RuleSet
 from tests.conftest import make_transaction
 from tests.test_decision_writer import make_record
 
@@ -51,7 +62,11 @@ def _transactions(prefix: str) -> list[transaction_pb2.Transaction]:
     return [full, bare, refused, device_only, email_only]
 
 
-def _block(k: int, kind: MessageKind = MessageKind.BATCH, prefix: str = "") -> DecisionBlock:
+_RULES = RuleSet('rule big "more than 1000": block if amount > 1000\n'
+                 'rule mcc_check "grocery, ä": review if mcc == 5411\nallow if card.token == "x"\n')
+
+
+def _block(k: int, kind: MessageKind = MessageKind.BATCH, prefix: str = "", ruled: bool = False) -> DecisionBlock:
     rng = np.random.default_rng(k)
     transactions = _transactions(prefix)
     if kind is MessageKind.SCORE:
@@ -73,12 +88,16 @@ def _block(k: int, kind: MessageKind = MessageKind.BATCH, prefix: str = "") -> D
         features=features,
         reason_index=reason_index, reason_contribution=rng.normal(size=(n, k)).astype(np.float32),
         model_version="modèle-7", server_time_us=12.5, decided_at_us=1_700_000_001_000_000,
+        rule_set_version=_RULES.version if ruled else "", rule_entries=rule_entries(_RULES) if ruled else (),
+        rule_hits=np.array([[1, 1, 0], [0, 0, 0], [0, 1, 1], [1, 0, 1]][:n], np.bool_) if ruled else None,
     )  # fmt: skip
 
 
 def _items() -> list[Any]:
     return [_block(3), _block(0, prefix="k0-"), _block(3, MessageKind.SCORE, prefix="one-"),
             _block(3, MessageKind.SCORE, prefix="two-"), _block(4, MessageKind.STREAM, prefix="three-"),
+            _block(3, prefix="ruled-", ruled=True), _block(3, MessageKind.SCORE, prefix="ruled-one-", ruled=True),
+            _block(3, MessageKind.SCORE, prefix="ruled-two-", ruled=True),
             make_record("rec-1"), make_record("rec-é", anomaly_score=None, mcc=None, latitude=None, longitude=None,
                                               card_bin=None, device_id_enc=None, email_enc=None, score=math.nan,
                                               card_country=None, billing_country=None, shipping_country=None)]
@@ -113,9 +132,9 @@ async def test_binary_copy_stores_what_the_tuple_path_stores(conn: Any, layout: 
     await conn.copy_records_to_table("decisions", records=rows_of(items, _seal, "key-1"), columns=COLUMNS)
     status = await conn.copy_to_table("decisions_binary", source=memoryview(copy_payload(copy_rows_of(
         items, _seal, "key-1"))), columns=COPY_COLUMNS, format="binary")
-    assert status == "COPY 16"
+    assert status == "COPY 22"
     tuples, binary = await _stored(conn, "decisions"), await _stored(conn, "decisions_binary")
-    assert set(tuples) == set(binary) and len(tuples) == 16 and "tx-refused" not in tuples
+    assert set(tuples) == set(binary) and len(tuples) == 22 and "tx-refused" not in tuples
     for tx_id, row in tuples.items():
         other = binary[tx_id]
         for column, value in row.items():
@@ -139,6 +158,25 @@ async def test_binary_copy_stores_what_the_tuple_path_stores(conn: Any, layout: 
     assert tuples["tx-ü€-漢字"]["email_enc"] is None and tuples["tx-ü€-漢字"]["shipping_country"] is None
     assert tuples["rec-1"]["card_country"] == "US" and tuples["rec-é"]["card_country"] is None
     assert math.isnan(binary["tx-full-1"]["score"])
+    assert json.loads(binary["ruled-tx-full-1"]["rule_hits"]) == [{"rule_id": "big", "action": "block"},
+                                                                 {"rule_id": "mcc_check", "action": "review"}]
+    assert json.loads(binary["ruled-tx-ü€-漢字"]["rule_hits"]) == [] and binary["tx-full-1"]["rule_hits"] == "[]"
+    assert json.loads(binary["ruled-one-tx-full-1"]["rule_versions"]) == {"rule_set": _RULES.version}
+    assert binary["tx-full-1"]["rule_versions"] == "{}"
+
+
+def test_a_block_with_rules_round_trips_through_its_journal_payload() -> None:
+    plain, ruled = _block(3), _block(3, ruled=True)
+    assert plain.encode()[0] == BLOCK_VERSION and ruled.encode()[0] == BLOCK_VERSION_RULES
+    assert isinstance(decode_item(plain.encode()), DecisionBlock)
+    assert decode_item(plain.encode()).encode() == plain.encode()  # type: ignore[union-attr]
+    again = decode_item(ruled.encode())
+    assert isinstance(again, DecisionBlock) and again.encode() == ruled.encode()
+    assert (again.rule_set_version, again.rule_entries) == (ruled.rule_set_version, ruled.rule_entries)
+    assert again.rule_hits is not None and np.array_equal(again.rule_hits, ruled.rule_hits)  # type: ignore[arg-type]
+    columns = [COLUMNS.index("rule_versions"), COLUMNS.index("rule_hits")]
+    assert [[r[c] for c in columns] for r in block_rows(again, None, None)] == [
+        [r[c] for c in columns] for r in block_rows(ruled, None, None)]
 
 
 def test_the_reasons_are_json_dumps_text_byte_for_byte(layout: str) -> None:

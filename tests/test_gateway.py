@@ -278,3 +278,21 @@ async def test_times_out_of_range_are_422_not_500(stack: Stack, when: str) -> No
                                                           "reported_at": when})
     assert outcome.status_code == 422
     assert problem(outcome)["field"] == "reported_at"
+
+
+async def test_rule_hits_come_back_over_rest(data_dir: Path, embedded_dsn: str) -> None:
+    (data_dir / "rules").mkdir()
+    (data_dir / "rules" / "active.rules").write_text('rule huge "more than 1,000": block if amount > 1_000\n')
+    async with running_stack(data_dir, embedded_dsn) as stack:
+        response = await stack.http.post("/v1/score", json={"transaction": tx_json(96, amount_minor=250_000)})
+        assert response.status_code == 200, response.text
+        decision = response.json()["decision"]
+        assert decision["action"] == "block"
+        assert decision["rule_hits"] == [{"rule_id": "huge", "action": "block", "description": "more than 1,000"}]
+        assert decision["rule_set_version"]
+        small = (await stack.http.post("/v1/score", json={"transaction": tx_json(97)})).json()["decision"]
+        assert small["rule_hits"] == []
+        await stack.decision_row("rest-96")
+        stored = (await stack.http.get("/v1/decisions/rest-96")).json()
+        assert stored["rule_hits"] == [{"rule_id": "huge", "action": "block"}]
+        assert stored["rule_versions"] == {"rule_set": decision["rule_set_version"]}

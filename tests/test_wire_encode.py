@@ -21,6 +21,7 @@ from scoring.features import EngineCapacity, FeatureEngine
 from scoring.features.batch import N_INTS, N_REALS, TransactionBatch
 from scoring.features.schema import FEATURES, N_FEATURES
 from scoring.model import load_promoted
+from scoring.rules import RuleSet
 from scoring.scorer import ScoredBatch, Scorer
 from scoring.serde import ItemFailure, batch_from_proto, fill_decisions, results_into
 from scoring.wire.encode import TABLE, encode_results, encode_score_response
@@ -286,3 +287,32 @@ def test_a_reason_naming_no_feature_is_rejected() -> None:
     buffer, starts, lengths = pack_ids(["a", "b"])
     with pytest.raises(ValueError, match="out of range"):
         encode_results(scored, buffer, starts, lengths, [], 2)
+
+
+def test_rule_hits_are_written_as_protobuf_writes_them() -> None:
+    """Each hit's ``RuleHit{rule_id, action, description}`` between the reasons and the model version, with the
+    rule set's version; rows with no hit, rules without a description, failures spliced in."""
+    rules = RuleSet('rule big "more than 1000, ä": block if amount > 1000\nreview if mcc == 5411\n'
+                    'rule trusted: allow if card.token == "x"\n')
+    rng = np.random.default_rng(11)
+    n = 5
+    hits = np.array([[1, 1, 1], [0, 0, 0], [0, 1, 0], [1, 0, 0], [0, 0, 1]], np.bool_)
+    scored = ScoredBatch(rng.normal(size=(n, N_FEATURES)).astype(np.float32), rng.random(n), rng.integers(1, 5, n),
+                         rng.integers(0, N_FEATURES, (n, 3)), rng.normal(size=(n, 3)), "m", 2.0, rules, hits)
+    ids = [f"t{i}-é" for i in range(n)]
+    buffer, starts, lengths = pack_ids(ids)
+    got = encode_results(scored, buffer, starts, lengths, [], n)
+    assert_same(got, reference_results(scored, ids, [], n))
+    decisions = [r.decision for r in scoring_pb2.ScoreBatchResponse.FromString(got).results]
+    assert [[h.rule_id for h in d.rule_hits] for d in decisions] == [
+        ["big", "line2", "trusted"], [], ["line2"], ["big"], ["trusted"]]
+    assert decisions[0].rule_hits[0].description == "more than 1000, ä" and decisions[0].rule_hits[0].action == 4
+    assert {d.rule_set_version for d in decisions} == {rules.version}
+    failures = [failure(2, "bad")]
+    got = encode_results(scored, buffer, starts, lengths, failures, n + 1)
+    assert_same(got, reference_results(scored, ids, failures, n + 1))
+    for row in range(n):
+        single = ScoredBatch(scored.features[row:], scored.scores[row:], scored.actions[row:],
+                             scored.reason_index[row:], scored.reason_contribution[row:], "m", 2.0, rules, hits[row:])
+        got = encode_score_response(single, buffer, int(starts[row]), int(lengths[row]))
+        assert_same(got, reference_response(single, ids[row], ""))

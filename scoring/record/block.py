@@ -6,19 +6,24 @@ in one :class:`DecisionBlock` per message — a few NumPy ``tobytes`` and one jo
 writer expands a block into table rows (:func:`block_rows`): it parses the message with protobuf, seals the
 personal fields (device id, IP address, e-mail) with AES-256-GCM, and lays out one tuple per scored transaction.
 
-Journal payload (version 2; version 1 is a single :class:`~scoring.record.rows.DecisionRecord`), little-endian::
+Journal payload (version 2, or 4 when rules decided; versions 1 and 3 are a single
+:class:`~scoring.record.rows.DecisionRecord`), little-endian::
 
     u8 version | u8 kind | u16 k | u32 n | u32 n_features | i64 decided_at_us | f64 server_time_us
     | u16 len + model version (UTF-8) | u32 len + request message
     | n × u32 position | n × f64 score | n × u8 action
     | n × n_features × f32 features | n × k × u16 reason feature | n × k × f32 reason contribution
+    version 4 only: | u16 len + rule set version | u16 n_rules | n_rules × (u16 len + rule entry JSON)
+    | n × n_rules × u8 hit
 
 ``position`` is the index of the transaction in the message (rows that failed validation were answered with
-their own error and are not recorded).
+their own error and are not recorded). A rule entry is the JSON object a hit of that rule stores in
+``rule_hits`` (``{"rule_id": "...", "action": "block"}``); ``rule_versions`` is ``{"rule_set": VERSION}``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import functools
 import itertools
@@ -52,8 +57,11 @@ from scoring.record.rows import (
     copy_text,
     tuple_copy_rows,
 )
+from scoring.rules import RuleSet
 
-BLOCK_VERSION = 2
+BLOCK_VERSION = 2  # a block without rules (as written before rules existed)
+BLOCK_VERSION_RULES = 4  # with the rule set's version, entries and hits
+BLOCK_VERSIONS = frozenset({BLOCK_VERSION, BLOCK_VERSION_RULES})
 _HEADER = struct.Struct("<BBHIIqd")
 _U16 = struct.Struct("<H")
 _U32 = struct.Struct("<I")
@@ -98,6 +106,9 @@ class DecisionBlock:
     model_version: str
     server_time_us: float  # per transaction, amortised over the message
     decided_at_us: int
+    rule_set_version: str = ""  # "": no rules decided
+    rule_entries: tuple[str, ...] = ()  # per rule, the JSON object a hit stores (see rule_entries())
+    rule_hits: npt.NDArray[np.bool_] | None = None  # [n, len(rule_entries)]
 
     def __len__(self) -> int:
         return int(self.positions.shape[0])
@@ -106,21 +117,32 @@ class DecisionBlock:
         n, n_features = self.features.shape
         k = self.reason_index.shape[1]
         version = self.model_version.encode()
-        return b"".join((
-            _HEADER.pack(BLOCK_VERSION, self.kind, k, n, n_features, self.decided_at_us, self.server_time_us),
+        ruled = bool(self.rule_set_version)
+        parts = [
+            _HEADER.pack(BLOCK_VERSION_RULES if ruled else BLOCK_VERSION, self.kind, k, n, n_features,
+                         self.decided_at_us, self.server_time_us),
             _U16.pack(len(version)), version, _U32.pack(len(self.request)), self.request,
             self.positions.astype("<u4", copy=False).tobytes(),
             self.scores.astype("<f8", copy=False).tobytes(), self.actions.astype("u1", copy=False).tobytes(),
             self.features.astype("<f4", copy=False).tobytes(), self.reason_index.astype("<u2", copy=False).tobytes(),
             self.reason_contribution.astype("<f4", copy=False).tobytes(),
-        ))  # fmt: skip
+        ]  # fmt: skip
+        if ruled:
+            rules = self.rule_set_version.encode()
+            parts += [_U16.pack(len(rules)), rules, _U16.pack(len(self.rule_entries))]
+            for entry in self.rule_entries:
+                data = entry.encode()
+                parts += [_U16.pack(len(data)), data]
+            hits = self.rule_hits if self.rule_hits is not None else np.zeros((n, len(self.rule_entries)), np.bool_)
+            parts.append(hits.astype("u1", copy=False).tobytes())
+        return b"".join(parts)
 
     @classmethod
     def decode(cls, payload: bytes) -> DecisionBlock:
         """The block :meth:`encode` wrote; ValueError for another version or a damaged payload."""
-        if len(payload) < _HEADER.size or payload[0] != BLOCK_VERSION:
-            raise ValueError(f"decision block: version {payload[:1]!r} is not {BLOCK_VERSION}")
-        _, kind, k, n, n_features, decided_at_us, server_time_us = _HEADER.unpack_from(payload)
+        if len(payload) < _HEADER.size or payload[0] not in BLOCK_VERSIONS:
+            raise ValueError(f"decision block: version {payload[:1]!r} is not one of {sorted(BLOCK_VERSIONS)}")
+        version, kind, k, n, n_features, decided_at_us, server_time_us = _HEADER.unpack_from(payload)
         reader = _Reader(payload, _HEADER.size)
         model_version = reader.take(reader.length(_U16)).decode()
         request = reader.take(reader.length(_U32))
@@ -132,6 +154,12 @@ class DecisionBlock:
             reason_contribution=reader.array("<f4", n * k).reshape(n, k),
             model_version=model_version, server_time_us=server_time_us, decided_at_us=decided_at_us,
         )  # fmt: skip
+        if version == BLOCK_VERSION_RULES:
+            rule_set_version = reader.take(reader.length(_U16)).decode()
+            entries = tuple(reader.take(reader.length(_U16)).decode() for _ in range(reader.length(_U16)))
+            hits = reader.array("u1", n * len(entries)).reshape(n, len(entries)).astype(np.bool_)
+            block = dataclasses.replace(block, rule_set_version=rule_set_version, rule_entries=entries,
+                                        rule_hits=hits)
         if reader.offset != len(payload):
             raise ValueError(f"decision block: {len(payload) - reader.offset} bytes after the last field")
         return block
@@ -191,6 +219,24 @@ def _time(time_us: int) -> datetime:
     return _EPOCH + timedelta(microseconds=time_us)
 
 
+@functools.lru_cache(maxsize=8)
+def rule_entries(rules: RuleSet) -> tuple[str, ...]:
+    """Per rule of ``rules``, the JSON object a hit of it stores in ``rule_hits`` (made once per rule set)."""
+    return tuple(json.dumps({"rule_id": r.rule_id, "action": ACTION_NAMES[r.action.value]}) for r in rules.rules)
+
+
+def rule_versions_json(rule_set_version: str) -> str:
+    """The ``rule_versions`` column: ``{"rule_set": VERSION}``, or ``{}`` when no rules decided."""
+    return json.dumps({"rule_set": rule_set_version}) if rule_set_version else "{}"
+
+
+def _hits_json(entries: Sequence[str], hits: npt.NDArray[np.bool_] | None) -> list[str]:
+    """Each row's ``rule_hits`` text: ``json.dumps`` of its hits' objects (the entries joined as it joins them)."""
+    if hits is None or not entries:
+        return ["[]"] * (0 if hits is None else hits.shape[0])
+    return ["[" + ", ".join(entries[r] for r in np.flatnonzero(row).tolist()) + "]" for row in hits]
+
+
 def _number(value: float) -> float | None:
     """JSON has no NaN: a feature without a value (a field the transaction did not carry) is null."""
     return value if value == value else None
@@ -207,6 +253,8 @@ def block_rows(block: DecisionBlock, seal: Seal | None, key_id: str | None) -> l
     reason_index, reason_contribution = block.reason_index.tolist(), block.reason_contribution.tolist()
     decided_at = _time(block.decided_at_us)
     model_version, server_time_us = block.model_version, block.server_time_us
+    rule_versions = rule_versions_json(block.rule_set_version)
+    hits = _hits_json(block.rule_entries, block.rule_hits) if block.rule_hits is not None else None
     names = _FEATURE_NAMES
     rows = []
     for i, position in enumerate(block.positions.tolist()):
@@ -232,7 +280,8 @@ def block_rows(block: DecisionBlock, seal: Seal | None, key_id: str | None) -> l
             tx.currency, tx.location.latitude if has_location else None,
             tx.location.longitude if has_location else None, device_enc, ip_enc, email_enc,
             key_id if device_enc is not None or ip_enc is not None or email_enc is not None else None,
-            row_features, model_version, None, "{}", "[]", scores[i], ACTION_NAMES[actions[i]], reasons,
+            row_features, model_version, None, rule_versions, "[]" if hits is None else hits[i], scores[i],
+            ACTION_NAMES[actions[i]], reasons,
             server_time_us, decided_at, card.country or None, tx.billing_country or None,
             tx.shipping_country or None,
         ))  # fmt: skip
@@ -267,7 +316,9 @@ _FIXED_NUMBERS = [
 _VARIABLE_FROM = COPY_COLUMNS.index("transaction_id")  # the columns before it are in the fixed record
 assert COPY_COLUMNS[:_VARIABLE_FROM] == (
     "event_time", "event_day", "amount_minor", "score", "server_time_us", "decided_at", "anomaly_score",
-    "rule_versions", "rule_hits", "model_version", "features")
+    "rule_versions", "model_version", "features")
+assert COPY_COLUMNS[-3:] == ("action", "rule_hits", "reasons")
+_NO_HITS = _I4(3) + JSONB_VERSION + b"[]"
 
 
 @functools.lru_cache(maxsize=16)
@@ -335,6 +386,9 @@ class _Merged(NamedTuple):
     model_version: str
     server_time_us: npt.NDArray[np.float64]  # per row
     decided_at_us: npt.NDArray[np.int64]  # per row
+    rule_set_version: str
+    rule_entries: tuple[str, ...]
+    rule_hits: npt.NDArray[np.bool_] | None
 
 
 _Layout = DecisionBlock | _Merged
@@ -350,9 +404,10 @@ def _fixed(block: _Layout, transactions: list[transaction_pb2.Transaction]) -> t
     time_us = seconds * 1_000_000 + np.fromiter((t.nanos for t in stamps), np.int64, n) // 1000
     days = time_us // _US_PER_DAY
     version = block.model_version.encode()
+    rule_versions = rule_versions_json(block.rule_set_version).encode()
     constants = b"".join((
         COPY_NULL,  # anomaly_score
-        _I4(3), JSONB_VERSION, b"{}", _I4(3), JSONB_VERSION, b"[]",  # rule_versions, rule_hits
+        _I4(len(rule_versions) + 1), JSONB_VERSION, rule_versions,
         _I4(len(version)), version,
         struct.pack(">iiiiii", 20 + 8 * n_features, 1, 0, FLOAT4_OID, n_features, 1),  # features: one dimension
     ))  # fmt: skip
@@ -371,6 +426,17 @@ def _fixed(block: _Layout, transactions: list[transaction_pb2.Transaction]) -> t
     fixed["features"]["length"] = 4
     fixed["features"]["value"] = block.features
     return fixed.tobytes(), days
+
+
+def _rule_hits(block: _Layout, n: int) -> list[bytes]:
+    """Each row's ``rule_hits`` jsonb field (the text of :func:`block_rows`)."""
+    if block.rule_hits is None or not block.rule_entries or not block.rule_hits.any():
+        return [_NO_HITS] * n
+    fields = []
+    for text in _hits_json(block.rule_entries, block.rule_hits):
+        data = text.encode()
+        fields.append(_I4(len(data) + 1) + JSONB_VERSION + data)
+    return fields
 
 
 def _reasons(block: _Layout) -> list[bytes]:
@@ -411,9 +477,11 @@ def is_small(block: DecisionBlock) -> bool:
 
 
 def mergeable(a: DecisionBlock, b: DecisionBlock) -> bool:
-    """Whether two blocks' arrays can be laid end to end: one model version, as many features and reasons."""
+    """Whether two blocks' arrays can be laid end to end: one model version and rule set, as many features and
+    reasons."""
     return (a.model_version == b.model_version and a.features.shape[1] == b.features.shape[1]
-            and a.reason_index.shape[1] == b.reason_index.shape[1])
+            and a.reason_index.shape[1] == b.reason_index.shape[1] and a.rule_set_version == b.rule_set_version
+            and a.rule_entries == b.rule_entries)
 
 
 def merged_copy_rows(blocks: Sequence[DecisionBlock], seal: Seal | None, key_id: str | None) -> CopyRows:
@@ -428,9 +496,18 @@ def merged_copy_rows(blocks: Sequence[DecisionBlock], seal: Seal | None, key_id:
         np.concatenate([b.reason_contribution for b in blocks]), blocks[0].model_version,
         np.repeat(np.array([b.server_time_us for b in blocks], np.float64), counts),
         np.repeat(np.array([b.decided_at_us for b in blocks], np.int64), counts),
+        blocks[0].rule_set_version, blocks[0].rule_entries, _merged_hits(blocks),
     )  # fmt: skip
     transactions = [tx for b in blocks for tx in _scored_transactions(b)]
     return _vector_copy_rows(merged, transactions, seal, key_id)
+
+
+def _merged_hits(blocks: Sequence[DecisionBlock]) -> npt.NDArray[np.bool_] | None:
+    if not blocks[0].rule_entries:
+        return None
+    width = len(blocks[0].rule_entries)
+    return np.concatenate([np.zeros((len(b), width), np.bool_) if b.rule_hits is None else b.rule_hits
+                           for b in blocks])
 
 
 def _scored_transactions(block: DecisionBlock) -> list[transaction_pb2.Transaction]:
@@ -467,6 +544,6 @@ def _vector_copy_rows(block: _Layout, transactions: list[transaction_pb2.Transac
         [_CHANNEL_FIELDS[tx.channel] for tx in transactions],
         [_ENTRY_MODE_FIELDS[tx.entry_mode] for tx in transactions],
         [_text(tx.currency) for tx in transactions], list(map(_location, transactions)), devices, addresses, emails,
-        key_ids, [_ACTION_FIELDS[a] for a in block.actions.tolist()], _reasons(block),
+        key_ids, [_ACTION_FIELDS[a] for a in block.actions.tolist()], _rule_hits(block, n), _reasons(block),
     )  # fmt: skip
     return CopyRows(list(itertools.chain.from_iterable(zip(*columns, strict=True))), len(columns), days)

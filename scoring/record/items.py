@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from scoring.record.block import (
-    BLOCK_VERSION,
+    BLOCK_VERSIONS,
     DecisionBlock,
     Seal,
     block_copy_rows,
@@ -33,7 +33,7 @@ def encode_item(item: Item) -> bytes:
 
 def decode_item(payload: bytes) -> Item:
     """The item :func:`encode_item` wrote (the first byte tells which kind); ValueError for anything else."""
-    if payload[:1] == bytes((BLOCK_VERSION,)):
+    if payload[:1] and payload[0] in BLOCK_VERSIONS:
         return DecisionBlock.decode(payload)
     if payload[:1] and payload[0] in READ_VERSIONS:
         return decode(payload)

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from fraudguard.security.pan import PanTokenizer
-from scoring.record.block import DecisionBlock, MessageKind, scrub_pans
+from scoring.record.block import DecisionBlock, MessageKind, rule_entries, scrub_pans
 from scoring.record.errors import JournalError, JournalFull
 from scoring.record.items import Item, decode_item
 from scoring.record.journal import MIN_SEGMENT_BYTES, Journal
@@ -113,6 +113,8 @@ class Recorder:
         positions = np.arange(decoded.n_requested, dtype=np.uint32)
         if decoded.failures:
             positions = np.delete(positions, [f.index for f in decoded.failures])
+        rules = scored.rule_set
+        rule_set_version, entries = ("", ()) if rules is None else (rules.version, rule_entries(rules))
         block = DecisionBlock(
             kind=kind, request=request, positions=positions, scores=scored.scores,
             actions=scored.actions.astype(np.uint8), features=scored.features,
@@ -120,6 +122,7 @@ class Recorder:
             reason_contribution=scored.reason_contribution.astype(np.float32),
             model_version=scored.model_version, server_time_us=scored.server_time_us,
             decided_at_us=time.time_ns() // 1000,
+            rule_set_version=rule_set_version, rule_entries=entries, rule_hits=scored.rule_hits,
         )  # fmt: skip
         ahead = self._ahead
         try:

@@ -61,14 +61,15 @@ _VARIABLE_V1 = _VARIABLE[: _VARIABLE.index("reasons") + 1]
 _BYTES = frozenset({"device_id_enc", "ip_address_enc", "email_enc"})
 
 # -- PostgreSQL's binary COPY format (https://www.postgresql.org/docs/current/sql-copy.html, "Binary Format") --
-# The writer sends rows in this column order: the fixed-width fields first (a block lays them out with NumPy in
-# one go), then the variable ones.
+# The writer sends rows in this column order: the fixed-width fields and the block's constants first (a block lays
+# them out with NumPy in one go), then the variable ones.
 COPY_COLUMNS: tuple[str, ...] = (
     "event_time", "event_day", "amount_minor", "score", "server_time_us", "decided_at", "anomaly_score",
-    "rule_versions", "rule_hits", "model_version", "features",
+    "rule_versions", "model_version", "features",
     "transaction_id", "card_token", "card_bin", "card_last4", "customer_id", "merchant_id", "mcc",
     "merchant_country", "card_country", "billing_country", "shipping_country", "channel", "entry_mode", "currency",
-    "latitude", "longitude", "device_id_enc", "ip_address_enc", "email_enc", "personal_key_id", "action", "reasons",
+    "latitude", "longitude", "device_id_enc", "ip_address_enc", "email_enc", "personal_key_id", "action", "rule_hits",
+    "reasons",
 )
 assert sorted(COPY_COLUMNS) == sorted(COLUMNS)
 COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
@@ -313,8 +314,8 @@ def tuple_copy_rows(rows: Sequence[tuple[Any, ...]]) -> CopyRows:
             _I4_I4(4, (row[c["event_day"]] - _EPOCH_DAY).days - PG_EPOCH_DAY), _I4_I8(8, row[c["amount_minor"]]),
             _I4_F8(8, row[c["score"]]), _I4_F8(8, row[c["server_time_us"]]),
             _I4_I8(8, (row[c["decided_at"]] - _EPOCH) // _ONE_US - PG_EPOCH_US), _copy_f8(row[c["anomaly_score"]]),
-            _copy_jsonb(row[c["rule_versions"]]), _copy_jsonb(row[c["rule_hits"]]),
-            copy_text(row[c["model_version"]]), copy_float4_array(np.asarray(row[c["features"]], np.float32)),
+            _copy_jsonb(row[c["rule_versions"]]), copy_text(row[c["model_version"]]),
+            copy_float4_array(np.asarray(row[c["features"]], np.float32)),
             copy_text(row[c["transaction_id"]]), copy_text(row[c["card_token"]]), copy_text(row[c["card_bin"]]),
             copy_text(row[c["card_last4"]]), copy_text(row[c["customer_id"]]), copy_text(row[c["merchant_id"]]),
             COPY_NULL if row[c["mcc"]] is None else _I4_I4(4, row[c["mcc"]]), copy_text(row[c["merchant_country"]]),
@@ -323,6 +324,6 @@ def tuple_copy_rows(rows: Sequence[tuple[Any, ...]]) -> CopyRows:
             copy_text(row[c["currency"]]), _copy_f8(row[c["latitude"]]), _copy_f8(row[c["longitude"]]),
             _copy_bytes(row[c["device_id_enc"]]), _copy_bytes(row[c["ip_address_enc"]]),
             _copy_bytes(row[c["email_enc"]]), copy_text(row[c["personal_key_id"]]), copy_text(row[c["action"]]),
-            _copy_jsonb(row[c["reasons"]]),
+            _copy_jsonb(row[c["rule_hits"]]), _copy_jsonb(row[c["reasons"]]),
         )))  # fmt: skip
     return CopyRows(pieces, 1, np.array(days, np.int64))

@@ -18,7 +18,9 @@ and the final action is max(severity) of the model's action and the rule action.
 
 Modules: ``lexer`` (tokens) → ``parser`` (AST in ``nodes``) → ``checker`` (types, codes, sets) →
 ``compiler`` (program) → ``vm`` (kernel); ``ruleset`` ties them together; ``columns`` describes the
-arrays evaluation reads; ``reference`` is a slow interpreter the tests compare the kernel with.
+arrays evaluation reads; ``reference`` is a slow interpreter the tests compare the kernel with. Serving:
+``files`` reads the rules text and its ``@lists`` (``DATA_DIR/rules/lists/NAME.txt``) into a ``RuleSet``,
+``watcher`` swaps an edited one into the running scorer.
 """
 
 from scoring.rules.checker import Lists

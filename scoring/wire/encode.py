@@ -8,7 +8,9 @@ written unless its bits are all zero, so ``-0.0`` and NaN are written), reason t
 into a buffer of the exact size. A text that only Python formats identically (rare, see reason_text)
 makes it answer an empty array; the wrapper then has all texts formatted (Python doing those) and
 runs the kernel again with them. Failed items (``ItemFailure``) are few: serialized by protobuf and
-spliced between the scored rows' entries, which a repeated field allows.
+spliced between the scored rows' entries, which a repeated field allows. A rule's ``RuleHit`` entry is the same
+for every transaction it hits: each rule set's entries are serialized once (``HitTable``) and the kernel copies
+those of each row's hits between its reasons and its model version.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from numba import njit
 
 from fraudguard.proto.fraud.v1 import scoring_pb2
 from scoring.features.schema import FEATURES
+from scoring.rules import RuleSet
 from scoring.scorer import ScoredBatch
 from scoring.serde import ItemFailure, error_result
 from scoring.wire.reason_text import N_COLUMNS, ReasonTexts, copy_bytes, format_texts, text_capacity
@@ -60,6 +63,43 @@ TABLE = EncoderTable.build([f.name for f in FEATURES], [f.reason for f in FEATUR
 _NO_TEXTS = np.empty(0, dtype=np.uint8)
 _NO_SPANS = np.empty((0, 0, 2), dtype=np.int64)
 _NO_ROW_ENDS = np.empty(0, dtype=np.int64)
+_NO_HITS = np.empty((0, 0), dtype=np.bool_)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class HitTable:
+    """Each rule's ``Decision.rule_hits`` entry (tag, length, ``RuleHit{rule_id, action, description}``), one blob;
+    ``spans[r]`` is rule r's (start, length) in it."""
+
+    blob: npt.NDArray[np.uint8]
+    spans: npt.NDArray[np.int64]  # [n_rules, 2]
+
+    @classmethod
+    def build(cls, rules: RuleSet) -> HitTable:
+        entries = [_hit_entry(r.rule_id, scoring_pb2.Action.Name(r.action.value), r.description) for r in rules.rules]
+        lengths = np.array([len(e) for e in entries], dtype=np.int64)
+        starts = np.cumsum(lengths) - lengths
+        blob = np.frombuffer(b"".join(entries), dtype=np.uint8).copy()
+        return cls(blob, np.ascontiguousarray(np.stack([starts, lengths], axis=1).reshape(-1, 2), dtype=np.int64))
+
+
+def _hit_entry(rule_id: str, action: str, description: str) -> bytes:
+    hit = scoring_pb2.RuleHit(rule_id=rule_id, action=action, description=description)
+    return scoring_pb2.Decision(rule_hits=[hit]).SerializeToString()
+
+
+_NO_HIT_TABLE = HitTable(np.empty(0, dtype=np.uint8), np.empty((0, 2), dtype=np.int64))
+
+
+@lru_cache(maxsize=8)
+def _hit_table(rules: RuleSet) -> HitTable:
+    return HitTable.build(rules)
+
+
+def _hits(scored: ScoredBatch) -> tuple[npt.NDArray[np.bool_], HitTable]:
+    if scored.rule_set is None or scored.rule_hits is None:
+        return _NO_HITS, _NO_HIT_TABLE
+    return np.ascontiguousarray(scored.rule_hits), _hit_table(scored.rule_set)
 
 
 # --- public API ------------------------------------------------------------------------------------
@@ -68,14 +108,17 @@ _NO_ROW_ENDS = np.empty(0, dtype=np.int64)
 def encode_score_response(scored: ScoredBatch, id_buffer: npt.NDArray[np.uint8], id_start: int, id_len: int,
                           rule_set_version: str = "") -> bytes:
     """``fraud.v1.ScoreResponse{decision}`` for row 0 of ``scored``; its transaction id is
-    ``id_buffer[id_start:id_start + id_len]`` (UTF-8)."""
-    s, tail = scored, _decision_tail(scored.model_version, rule_set_version)
+    ``id_buffer[id_start:id_start + id_len]`` (UTF-8). ``rule_set_version`` defaults to that of ``scored``."""
+    s, tail = scored, _decision_tail(scored.model_version, rule_set_version or scored.rule_set_version)
+    hits, table = _hits(s)
     out = _encode_response(s.features, s.scores, s.actions, s.reason_index, s.reason_contribution, id_buffer,
-                           id_start, id_len, tail, s.server_time_us, TABLE.blob, TABLE.index, _NO_TEXTS, _NO_SPANS)
+                           id_start, id_len, tail, s.server_time_us, TABLE.blob, TABLE.index, _NO_TEXTS, _NO_SPANS,
+                           hits, table.blob, table.spans)
     if out.shape[0] == 0:  # a text that only Python formats identically (rare): again, with all texts given
         texts, spans = TABLE.texts.format_all(s.features[:1], s.reason_index[:1])
         out = _encode_response(s.features, s.scores, s.actions, s.reason_index, s.reason_contribution, id_buffer,
-                               id_start, id_len, tail, s.server_time_us, TABLE.blob, TABLE.index, texts, spans)
+                               id_start, id_len, tail, s.server_time_us, TABLE.blob, TABLE.index, texts, spans,
+                               hits, table.blob, table.spans)
     return out.tobytes()
 
 
@@ -84,7 +127,8 @@ def encode_results(scored: ScoredBatch | None, id_buffer: npt.NDArray[np.uint8],
                    rule_set_version: str = "") -> bytes:
     """``fraud.v1.ScoreBatchResponse`` (the same bytes as ``ScoreStreamResponse``): one ``ScoreResult`` per
     requested transaction, in request order. Scored row k answers the k-th transaction not in ``failures``
-    (``ItemFailure.index`` is its request index); row k's id is ``id_buffer[id_start[k]:][:id_len[k]]``."""
+    (``ItemFailure.index`` is its request index); row k's id is ``id_buffer[id_start[k]:][:id_len[k]]``.
+    ``rule_set_version`` defaults to that of ``scored``."""
     n_scored = 0 if scored is None else scored.scores.shape[0]
     if n_scored != n_requested - len(failures) or id_start.shape[0] != n_scored or id_len.shape[0] != n_scored:
         raise ValueError(f"{n_requested} requested and {len(failures)} failed, but {n_scored} scored rows, "
@@ -94,13 +138,16 @@ def encode_results(scored: ScoredBatch | None, id_buffer: npt.NDArray[np.uint8],
     if scored is None or n_scored == 0:
         return b"".join(_failure_bytes(f) for f in ordered)
     row_ends = np.empty(n_scored, dtype=np.int64) if failures else _NO_ROW_ENDS
-    s, tail = scored, _decision_tail(scored.model_version, rule_set_version)
+    s, tail = scored, _decision_tail(scored.model_version, rule_set_version or scored.rule_set_version)
+    hits, table = _hits(s)
     out = _encode(s.features, s.scores, s.actions, s.reason_index, s.reason_contribution, id_buffer, id_start, id_len,
-                  tail, s.server_time_us, TABLE.blob, TABLE.index, _NO_TEXTS, _NO_SPANS, True, row_ends)
+                  tail, s.server_time_us, TABLE.blob, TABLE.index, _NO_TEXTS, _NO_SPANS, True, row_ends, hits,
+                  table.blob, table.spans)
     if out.shape[0] == 0:  # a text that only Python formats identically (rare): again, with all texts given
         texts, spans = TABLE.texts.format_all(s.features, s.reason_index)
         out = _encode(s.features, s.scores, s.actions, s.reason_index, s.reason_contribution, id_buffer, id_start,
-                      id_len, tail, s.server_time_us, TABLE.blob, TABLE.index, texts, spans, True, row_ends)
+                      id_len, tail, s.server_time_us, TABLE.blob, TABLE.index, texts, spans, True, row_ends, hits,
+                      table.blob, table.spans)
     if not failures:
         return out.tobytes()
     return _splice(out, row_ends, positions, [_failure_bytes(f) for f in ordered])
@@ -162,14 +209,16 @@ def _encode_response(features: npt.NDArray[np.float32], scores: npt.NDArray[np.f
                      reason_contribution: npt.NDArray[np.float64], id_buffer: npt.NDArray[np.uint8], id_start: int,
                      id_len: int, tail: npt.NDArray[np.uint8], server_time_us: float, blob: npt.NDArray[np.uint8],
                      index: npt.NDArray[np.int64], texts: npt.NDArray[np.uint8],
-                     text_spans: npt.NDArray[np.int64]) -> npt.NDArray[np.uint8]:
+                     text_spans: npt.NDArray[np.int64], hits: npt.NDArray[np.bool_], hit_blob: npt.NDArray[np.uint8],
+                     hit_spans: npt.NDArray[np.int64]) -> npt.NDArray[np.uint8]:
     """``ScoreResponse{decision}`` for row 0 (see ``_encode``)."""
     if reason_index.shape[0] < 1:
         raise ValueError("scored holds no rows")
     span = np.empty(2, dtype=np.int64)
     span[0], span[1] = id_start, id_len
     return _encode(features[:1], scores[:1], actions[:1], reason_index[:1], reason_contribution[:1], id_buffer,
-                   span[:1], span[1:], tail, server_time_us, blob, index, texts, text_spans, False, span[:0])
+                   span[:1], span[1:], tail, server_time_us, blob, index, texts, text_spans, False, span[:0],
+                   hits[:1], hit_blob, hit_spans)
 
 
 @njit(cache=True, nogil=True)
@@ -178,11 +227,13 @@ def _encode(features: npt.NDArray[np.float32], scores: npt.NDArray[np.float64], 
             id_buffer: npt.NDArray[np.uint8], id_start: npt.NDArray[np.int64], id_len: npt.NDArray[np.int64],
             tail: npt.NDArray[np.uint8], server_time_us: float, blob: npt.NDArray[np.uint8],
             index: npt.NDArray[np.int64], texts: npt.NDArray[np.uint8], text_spans: npt.NDArray[np.int64],
-            as_results: bool, row_ends: npt.NDArray[np.int64]) -> npt.NDArray[np.uint8]:
+            as_results: bool, row_ends: npt.NDArray[np.int64], hits: npt.NDArray[np.bool_],
+            hit_blob: npt.NDArray[np.uint8], hit_spans: npt.NDArray[np.int64]) -> npt.NDArray[np.uint8]:
     """Every row as a ``results`` entry (``ScoreResult{transaction_id, decision}``) if ``as_results``, else as
     ``ScoreResponse.decision``, concatenated. Reason texts are formatted here unless given (``texts``,
     ``text_spans`` [n, k, 2]); an empty array if one must come from Python. Fills ``row_ends[i]`` (where row i's
-    bytes end) unless ``row_ends`` is empty.
+    bytes end) unless ``row_ends`` is empty. ``hits`` [n, n_rules] (or [0, 0]: no rules) says which rules hit
+    row i; rule r's whole ``rule_hits`` entry is ``hit_blob[hit_spans[r, 0]:][:hit_spans[r, 1]]``.
 
     One function on purpose: each call of a Numba function with arrays that loops costs two atomic reference
     count operations per array, which at one transaction would weigh more than the writing itself."""
@@ -190,6 +241,9 @@ def _encode(features: npt.NDArray[np.float32], scores: npt.NDArray[np.float64], 
     _check_shapes(n, k, features.shape[0], features.shape[1], scores.shape[0], actions.shape[0],
                   reason_contribution.shape[0], reason_contribution.shape[1], id_start.shape[0], id_len.shape[0],
                   index.shape[0])
+    n_rules = hits.shape[1]
+    if n_rules > 0 and (hits.shape[0] != n or hit_spans.shape[0] != n_rules):
+        raise ValueError("rule hits do not match the rows or the rules")
     if text_spans.shape[0] != n:
         texts = np.empty(text_capacity(index, reason_index), dtype=np.uint8)
         text_spans = np.empty((n, k, 2), dtype=np.int64)
@@ -210,6 +264,9 @@ def _encode(features: npt.NDArray[np.float32], scores: npt.NDArray[np.float64], 
                       + _double_size(reason_contribution[i, j]) + _string_size(text_spans[i, j, 1]))
             sizes[i, 1 + j] = reason
             size += _message_size(reason)
+        for r in range(n_rules):
+            if hits[i, r]:
+                size += hit_spans[r, 1]
         sizes[i, 0] = size
         total += _message_size(_string_size(id_len[i]) + _message_size(size)) if as_results else _message_size(size)
     # Write, in field-number order, leaving fields at their default out.
@@ -241,6 +298,9 @@ def _encode(features: npt.NDArray[np.float32], scores: npt.NDArray[np.float64], 
                 pos = _put_double(out, pos, _TAG_REASON_CONTRIBUTION, contribution)
             if text_spans[i, j, 1] > 0:
                 pos = _put_field(out, pos, _TAG_REASON_TEXT, texts, text_spans[i, j, 0], text_spans[i, j, 1])
+        for r in range(n_rules):
+            if hits[i, r]:
+                pos = copy_bytes(out, pos, hit_blob, hit_spans[r, 0], hit_spans[r, 1])
         pos = copy_bytes(out, pos, tail, 0, tail.shape[0])
         if _bits(server_time_us) != 0:
             pos = _put_double(out, pos, _TAG_TIME, server_time_us)
