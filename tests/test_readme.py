@@ -30,3 +30,12 @@ def test_readme_documents_the_two_commands() -> None:
     makefile = (README.parent / "Makefile").read_text()
     assert "\nrun:" in makefile and "\ntest:" in makefile
     assert "make test" in (README.parent / ".ci" / "run").read_text()
+
+
+def test_readme_rules_example_compiles() -> None:
+    from scoring.rules import RuleSet
+
+    blocks = re.findall(r"```rules\n(.*?)```", README.read_text(), flags=re.S)
+    assert len(blocks) == 1, "README has no rules example"
+    rule_set = RuleSet(blocks[0], {"trusted_cards": ["card-1", "card-2"]})
+    assert len(rule_set.rules) == 4
