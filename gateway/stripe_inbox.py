@@ -32,6 +32,7 @@ from fraudguard.db import Database, DatabaseError
 from fraudguard.errors import ValidationError
 from fraudguard.proto.fraud.v1 import scoring_pb2
 from fraudguard.security.personal import Keyring, SealedDataError
+from fraudguard.tasks import cancel_and_wait
 from gateway.convert import ACTION_NAMES
 from gateway.metrics import GatewayMetrics
 from gateway.outcomes import Outcome, record_outcome
@@ -184,10 +185,8 @@ class StripeWorkers:
         self._task = asyncio.create_task(self._run(), name="stripe-workers")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        task, self._task = self._task, None
+        await cancel_and_wait(task)
 
     async def _run(self) -> None:
         while True:

@@ -34,10 +34,11 @@ def stripe_event(name: str, *, age_s: float = 30.0, **object_changes: Any) -> di
     return event
 
 
-async def deliver(stack: Stack, event: dict[str, Any] | str, *, signature: str | None = None) -> Any:
+async def deliver(stack: Stack, event: dict[str, Any] | str, *, signature: str | None = None,
+                  timeout_s: float = 10.0) -> Any:
     body = event if isinstance(event, str) else json.dumps(event)
     headers = {"Content-Type": "application/json", "Stripe-Signature": signature or sign(body)}
-    return await stack.http.post("/v1/webhooks/stripe", content=body.encode(), headers=headers)
+    return await stack.http.post("/v1/webhooks/stripe", content=body.encode(), headers=headers, timeout=timeout_s)
 
 
 def counter(text: str, name: str, **labels: str) -> float:
@@ -181,7 +182,8 @@ async def test_without_a_secret_webhooks_are_503(data_dir: Path, embedded_dsn: s
 async def test_many_deliveries_at_once_are_all_acknowledged_and_processed(stack: Stack) -> None:
     events = [stripe_event("charge.succeeded", id=f"ch_load{i}", payment_intent=f"pi_load{i}") for i in range(120)]
     started = time.perf_counter()
-    responses = await asyncio.gather(*(deliver(stack, e) for e in events))
+    # a generous timeout: on a loaded machine (CI beside other work) 120 at once may queue for seconds
+    responses = await asyncio.gather(*(deliver(stack, e, timeout_s=60) for e in events))
     acknowledged_in = time.perf_counter() - started
     assert [r.status_code for r in responses] == [200] * len(events)
     for event in events:

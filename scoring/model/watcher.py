@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from fraudguard.errors import BundleError
+from fraudguard.tasks import cancel_and_wait
 from scoring.model.registry import activate, promoted_version
 from scoring.model.runtime import ActiveModel
 
@@ -58,15 +59,7 @@ class ModelWatcher:
     async def stop(self) -> None:
         """Stop polling; a load already running in its thread finishes and is dropped."""
         task, self._task = self._task, None
-        if task is None:
-            return
-        task.cancel()
-        try:
-            await task
-        except asyncio.CancelledError:
-            current = asyncio.current_task()
-            if current is not None and current.cancelling():
-                raise  # stop() itself is being cancelled
+        await cancel_and_wait(task)
 
     async def _poll(self) -> None:
         while True:

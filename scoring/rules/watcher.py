@@ -13,6 +13,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 
+from fraudguard.tasks import cancel_and_wait
 from scoring.rules.files import Fingerprint, RulesFileError, RulesSource
 from scoring.rules.ruleset import RuleSet
 
@@ -42,15 +43,7 @@ class RulesWatcher:
     async def stop(self) -> None:
         """Stop polling; a compilation already running in its thread finishes and is dropped."""
         task, self._task = self._task, None
-        if task is None:
-            return
-        task.cancel()
-        try:
-            await task
-        except asyncio.CancelledError:
-            current = asyncio.current_task()
-            if current is not None and current.cancelling():
-                raise
+        await cancel_and_wait(task)
 
     async def _poll(self) -> None:
         while True:
