@@ -10,8 +10,8 @@ lost; if the database cannot take it, the answer is 503 and Stripe delivers it a
 database), each under a lease (``next_attempt_at`` moved forward), and do what :func:`gateway.stripe_events.interpret`
 says: score the payment through the scoring service (once per payment: a later event of a payment already
 scored is ignored), store a label and tell the scorer, or nothing. A failure
-the scoring service may get over (UNAVAILABLE, a deadline) leaves the row pending for a later attempt, with
-backoff; anything else marks it ``failed`` with the error. Processed rows lose their payload.
+other than the scorer refusing the transaction (INVALID_ARGUMENT) leaves the row pending for a later attempt,
+with backoff; a refusal, or a malformed event, marks it ``failed`` with the error. Processed rows lose their payload.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import grpc
 import orjson
 import stripe
 
@@ -48,7 +49,9 @@ HANDLED_TYPES = frozenset({
     "charge.dispute.created", "radar.early_fraud_warning.created",
 })
 _AAD_PREFIX = b"fraudguard.stripe_event\x00"
-_RETRYABLE_STATUSES = frozenset({429, 503, 504})
+# what retrying cannot mend: the scorer refused the transaction itself. Anything else (the scorer down, slow,
+# overloaded, misconfigured, or a transport error) is retried with backoff, up to MAX_ATTEMPTS
+_PERMANENT = frozenset({grpc.StatusCode.INVALID_ARGUMENT})
 MAX_ATTEMPTS = 12  # with the backoff below, about 3 hours of retrying
 _BACKOFF_CAP_S = 1800.0
 
@@ -231,7 +234,7 @@ class StripeWorkers:
             state, transaction_id, result = await self._act(action, event_id)
         except UpstreamError as exc:
             self._metrics.upstream_errors.labels(exc.code.name).inc()
-            if exc.status in _RETRYABLE_STATUSES and row["attempts"] < MAX_ATTEMPTS:
+            if exc.code not in _PERMANENT and row["attempts"] < MAX_ATTEMPTS:
                 async with self._db.connection() as conn:
                     await conn.execute(_RETRY_LATER, event_id, f"{exc.code.name}: {exc.detail}")
                 self._metrics.stripe_events.labels(label, "retry").inc()
