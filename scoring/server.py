@@ -398,12 +398,12 @@ async def _serve(settings: Settings) -> None:
         f"fraudguard scoring server on {host}:{running.port} — try:",
         f"  fraudguard bench --target {host}:{running.port} --rpc score --duration 5",
         f"  grpcurl -plaintext {host}:{running.port} list",
-        f"REST and Stripe webhooks: fraudguard gateway --data-dir {settings.data_dir} "
-        f"--scoring-target {host}:{running.port}",
     ]
     if running.metrics_port is not None:
         metrics_host = settings.metrics_listen.rpartition(":")[0]
         lines.append(f"  curl http://{metrics_host}:{running.metrics_port}/metrics")
+    lines.append(f"REST and Stripe webhooks: fraudguard gateway --data-dir {settings.data_dir} "
+                 f"--scoring-target {host}:{running.port}")
     if running.database is not None:
         where = f"--data-dir {settings.data_dir}" + ("" if settings.database_url is None else " --database-url URL")
         recorded = f"recorded in {running.database.target}" if running.recorder else "not recorded"
