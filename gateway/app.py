@@ -39,7 +39,7 @@ from gateway.outcomes import Outcome, record_outcome
 from gateway.problems import ProblemError
 from gateway.security import Caller, Guard, require
 from gateway.stripe_inbox import StripeInbox
-from gateway.upstream import ScoringClient, UpstreamError
+from gateway.upstream import ScoringClient
 
 API_VERSION = "1.0.0"
 JSON = "application/json"
@@ -98,8 +98,6 @@ def create_app(services: Services | None = None, *, max_body_bytes: int = 4 * 10
         redoc_url=None,
     )
     app.state.services = services
-    if services is not None:
-        app.state.guard = services.guard
     problems.install(app)
     app.add_middleware(GatewayMiddleware, metrics=metrics, max_body_bytes=max_body_bytes)
 
@@ -108,7 +106,7 @@ def create_app(services: Services | None = None, *, max_body_bytes: int = 4 * 10
     async def score(body: schemas.ScoreRequest, caller: Scorer, services: ServicesDep) -> Response:
         """Score one transaction, inline, before authorisation."""
         request = scoring_pb2.ScoreRequest(transaction=transaction_message(body.transaction))
-        answer = await _upstream(services, services.scoring.score(request, services.guard.grpc_metadata(caller)))
+        answer = await services.scoring.score(request, services.guard.grpc_metadata(caller))
         decision = decision_json(answer.decision)
         services.metrics.saw_decision(decision["action"], decision["score"], decision["model_version"])
         return _json({"decision": decision})
@@ -119,8 +117,7 @@ def create_app(services: Services | None = None, *, max_body_bytes: int = 4 * 10
         """Score many transactions in one call: one result per transaction, in order. A bad transaction gets its
         own error result; the others are scored."""
         request = scoring_pb2.ScoreBatchRequest(transactions=[transaction_message(t) for t in body.transactions])
-        answer = await _upstream(services,
-                                 services.scoring.score_batch(request, services.guard.grpc_metadata(caller)))
+        answer = await services.scoring.score_batch(request, services.guard.grpc_metadata(caller))
         results = results_json(answer.results)
         for result in results:
             if "decision" in result:
@@ -164,7 +161,7 @@ def create_app(services: Services | None = None, *, max_body_bytes: int = 4 * 10
              responses=problems.responses(*_AUTH, *_UPSTREAM))
     async def model(caller: ScorerOrAnalyst, services: ServicesDep, request: Request) -> Response:
         """The model deciding now: version, feature schema, action thresholds, when it was loaded."""
-        info = await _upstream(services, services.scoring.model_info(services.guard.grpc_metadata(caller)))
+        info = await services.scoring.model_info(services.guard.grpc_metadata(caller))
         request.app.state.model_info = info
         services.metrics.saw_model(info.model_version)
         return _json(model_info_json(info))
@@ -207,14 +204,6 @@ def create_app(services: Services | None = None, *, max_body_bytes: int = 4 * 10
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     return app
-
-
-async def _upstream(services: Services, call: Any) -> Any:
-    try:
-        return await call
-    except UpstreamError as exc:
-        services.metrics.upstream_errors.labels(exc.code.name).inc()
-        raise
 
 
 async def _database(call: Any) -> Any:

@@ -73,9 +73,9 @@ def transaction_message(tx: schemas.Transaction) -> transaction_pb2.Transaction:
     return message
 
 
-def finite(value: float) -> float | None:
-    """JSON has no NaN or infinity: those become null."""
-    return value if math.isfinite(value) else None
+def finite(value: float | None) -> float | None:
+    """JSON has no NaN or infinity: those (and a missing number) become null."""
+    return value if value is not None and math.isfinite(value) else None
 
 
 def decision_json(decision: scoring_pb2.Decision) -> dict[str, Any]:

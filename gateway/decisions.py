@@ -9,12 +9,12 @@ feature schema, or from the scorer's model info when the version is the one deci
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Sequence
 from typing import Any
 
 from fraudguard.db import Database
 from fraudguard.errors import NotFoundError
+from gateway.convert import finite
 
 _DECISION = """
 SELECT d.transaction_id, d.event_time, d.decided_at, d.recorded_at, d.amount_minor, d.currency, d.card_token,
@@ -30,10 +30,6 @@ LIMIT 1
 _LABELS = """
 SELECT label, source, reported_at, known_at FROM labels WHERE transaction_id = $1 ORDER BY known_at, id
 """
-
-
-def _finite(value: float | None) -> float | None:
-    return value if value is not None and math.isfinite(value) else None
 
 
 async def find_decision(db: Database, transaction_id: str, known_names: tuple[str, Sequence[str]] | None = None,
@@ -66,13 +62,13 @@ async def find_decision(db: Database, transaction_id: str, known_names: tuple[st
         "merchant_country": row["merchant_country"],
         "channel": row["channel"],
         "entry_mode": row["entry_mode"],
-        "score": _finite(row["score"]),
+        "score": finite(row["score"]),
         "action": row["action"],
         "reasons": [_reason(r) for r in json.loads(row["reasons"])],
         "rule_hits": json.loads(row["rule_hits"]),
         "model_version": row["model_version"],
         "rule_versions": json.loads(row["rule_versions"]),
-        "features": {str(name): _finite(value) for name, value in zip(names, features, strict=True)},
+        "features": {str(name): finite(value) for name, value in zip(names, features, strict=True)},
         "server_time_us": row["server_time_us"],
         "labels": [{"outcome": r["label"], "source": r["source"], "reported_at": r["reported_at"].isoformat(),
                     "known_at": r["known_at"].isoformat()} for r in labels],
@@ -80,5 +76,5 @@ async def find_decision(db: Database, transaction_id: str, known_names: tuple[st
 
 
 def _reason(stored: dict[str, Any]) -> dict[str, Any]:
-    return {"feature": stored.get("feature", ""), "value": _finite(stored.get("value")),
-            "contribution": _finite(stored.get("contribution")), "text": stored.get("text", "")}
+    return {"feature": stored.get("feature", ""), "value": finite(stored.get("value")),
+            "contribution": finite(stored.get("contribution")), "text": stored.get("text", "")}

@@ -75,7 +75,7 @@ def require(*roles: Role) -> Callable[[Request], Awaitable[Caller]]:
     needed = frozenset(roles)
 
     async def dependency(request: Request) -> Caller:
-        guard: Guard = request.app.state.guard
+        guard: Guard = request.app.state.services.guard
         address = request.client.host if request.client else "unknown"
         header = request.headers.get("authorization")
         key_id = None

@@ -119,7 +119,8 @@ async def start_gateway(settings: Settings) -> RunningGateway:
         raise
     metrics = GatewayMetrics()
     scoring = ScoringClient(settings.scoring_target, timeout_s=settings.scoring_timeout_s, credentials=credentials,
-                            max_message_bytes=max(settings.max_message_bytes, settings.max_body_bytes * 2))
+                            max_message_bytes=max(settings.max_message_bytes, settings.max_body_bytes * 2),
+                            metrics=metrics)
     limiter = (RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst)
                if settings.rate_limit_per_s > 0 else None)
     guard = Guard(ApiKeyVerifier(db) if settings.auth else None, limiter, metrics, settings.scoring_api_key)

@@ -34,7 +34,7 @@ from fraudguard.errors import ValidationError
 from fraudguard.proto.fraud.v1 import scoring_pb2
 from fraudguard.security.personal import Keyring, SealedDataError
 from fraudguard.tasks import cancel_and_wait
-from gateway.convert import ACTION_NAMES
+from gateway.convert import ACTION_NAMES, finite
 from gateway.metrics import GatewayMetrics
 from gateway.outcomes import Outcome, record_outcome
 from gateway.problems import ProblemError
@@ -233,7 +233,6 @@ class StripeWorkers:
         try:
             state, transaction_id, result = await self._act(action, event_id)
         except UpstreamError as exc:
-            self._metrics.upstream_errors.labels(exc.code.name).inc()
             if exc.code not in _PERMANENT and row["attempts"] < MAX_ATTEMPTS:
                 async with self._db.connection() as conn:
                     await conn.execute(_RETRY_LATER, event_id, f"{exc.code.name}: {exc.detail}")
@@ -258,7 +257,7 @@ class StripeWorkers:
             answer = await self._scoring.score(scoring_pb2.ScoreRequest(transaction=tx), self._metadata)
             decision = answer.decision
             action_name = ACTION_NAMES.get(decision.action, "review")
-            score = decision.score if decision.score == decision.score else None
+            score = finite(decision.score)
             self._metrics.saw_decision(action_name, score, decision.model_version)
             return "done", tx.transaction_id, {"action": action_name, "score": score,
                                                "model_version": decision.model_version}

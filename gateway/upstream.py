@@ -24,6 +24,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from fraudguard.proto.fraud.v1 import scoring_pb2, scoring_pb2_grpc
+from gateway.metrics import GatewayMetrics
 from gateway.problems import ProblemError
 
 log = logging.getLogger("fraudguard.gateway")
@@ -63,10 +64,11 @@ def channel_credentials(ca_file: Path | None) -> grpc.ChannelCredentials | None:
 
 
 class ScoringClient:
-    """Calls to ``fraud.v1.ScoringService`` with a deadline; errors become :class:`UpstreamError`."""
+    """Calls to ``fraud.v1.ScoringService`` with a deadline; errors become :class:`UpstreamError` (and are counted
+    in ``metrics``, when given)."""
 
     def __init__(self, target: str, *, timeout_s: float, credentials: grpc.ChannelCredentials | None = None,
-                 max_message_bytes: int = 16 * 1024 * 1024) -> None:
+                 max_message_bytes: int = 16 * 1024 * 1024, metrics: GatewayMetrics | None = None) -> None:
         options = [("grpc.max_receive_message_length", max_message_bytes),
                    ("grpc.max_send_message_length", max_message_bytes)]
         self._channel = (grpc.aio.secure_channel(target, credentials, options=options) if credentials is not None
@@ -74,6 +76,7 @@ class ScoringClient:
         self._stub = scoring_pb2_grpc.ScoringServiceStub(self._channel)  # type: ignore[no-untyped-call]
         self._health = health_pb2_grpc.HealthStub(self._channel)
         self._timeout_s = timeout_s
+        self._metrics = metrics
         self.target = target
 
     async def score(self, request: scoring_pb2.ScoreRequest, metadata: Metadata) -> scoring_pb2.ScoreResponse:
@@ -110,6 +113,8 @@ class ScoringClient:
             return await method(request, timeout=self._timeout_s, metadata=tuple(metadata))
         except grpc.aio.AioRpcError as exc:
             code = exc.code()
+            if self._metrics is not None:
+                self._metrics.upstream_errors.labels(code.name).inc()
             if code not in _HTTP_OF:
                 log.warning("scoring call failed", extra={"code": code.name, "details": exc.details()})
             raise UpstreamError(code, exc.details() or code.name) from None

@@ -20,7 +20,6 @@ import stripe
 
 from fraudguard.apikeys import create_key
 from fraudguard.db import Database
-from fraudguard.proto.fraud.v1 import transaction_pb2
 from fraudguard.settings import Settings
 from gateway.server import RunningGateway, start_gateway
 from scoring.server import ScoringServer, start_server
@@ -146,7 +145,3 @@ async def _until_ready(stack: Stack, timeout_s: float = 30.0) -> None:
         if time.monotonic() > deadline:
             raise TimeoutError("gateway not ready")
         await asyncio.sleep(0.05)
-
-
-def proto_channel(name: str) -> int:
-    return int(transaction_pb2.Channel.Value("CHANNEL_" + name.upper()))
