@@ -170,7 +170,7 @@ class ScoringServicer:
         score_many, message_type, recorder = self.score_many, scoring_pb2.ScoreStreamRequest, self._recorder
         metrics = self.metrics
         async for request in request_iterator:
-            started = time.perf_counter_ns()
+            started = time.perf_counter_ns() if metrics is not None else 0
             if recorder is not None and not recorder.has_room():
                 await recorder.admit()
             response = score_many(request, message_type)
